@@ -1,0 +1,3 @@
+"""kbqa: Chinese-first knowledge-base question answering."""
+
+__version__ = "0.1.0"

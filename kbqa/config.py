@@ -1,0 +1,96 @@
+"""Settings (environment, prefix KBQA_) and one typed, validated config per stage.
+
+Settings are read at the edges (CLI, API); stages get only their own dataclass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kbqa.errors import BadInput
+
+
+def _positive(name: str, value: int | float) -> None:
+    if value <= 0:
+        raise BadInput(f"{name} must be greater than 0, got {value}")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Chunking: sizes are in characters (a Chinese character is about one token)."""
+
+    chunk_size: int = 400
+    chunk_overlap: int = 60
+
+    def __post_init__(self) -> None:
+        _positive("chunk_size", self.chunk_size)
+        if not 0 <= self.chunk_overlap < self.chunk_size:
+            raise BadInput(
+                f"chunk_overlap must be at least 0 and below chunk_size ({self.chunk_size}), "
+                f"got {self.chunk_overlap}"
+            )
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """Loaders: which table columns hold questions and answers, and the size limit per file."""
+
+    question_columns: tuple[str, ...] = ("问题", "question", "q", "问")
+    answer_columns: tuple[str, ...] = ("答案", "answer", "a", "答", "回答")
+    max_file_mb: float = 512.0
+
+    def __post_init__(self) -> None:
+        _positive("max_file_mb", self.max_file_mb)
+        if not self.question_columns or not self.answer_columns:
+            raise BadInput("question_columns and answer_columns need at least one name each")
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """Which embedding model (None: the KB's own, else the default e5) and the batch size."""
+
+    model: str | None = None
+    batch_size: int = 32
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        _positive("embedding batch_size", self.batch_size)
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Batch ingestion: file selection and how often the indexes are checkpointed."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    checkpoint_seconds: float = 30.0
+    split: SplitConfig = field(default_factory=SplitConfig)
+    load: LoadConfig = field(default_factory=LoadConfig)
+
+    def __post_init__(self) -> None:
+        _positive("checkpoint_seconds", self.checkpoint_seconds)
+
+
+class Settings(BaseSettings):
+    """Every environment knob, read once at an edge (CLI command, API lifespan)."""
+
+    model_config = SettingsConfigDict(env_prefix="KBQA_", extra="ignore")
+
+    home: Path = Path("indexes")
+    default_kb: str = "demo"
+    embedding_model: str | None = None
+    embedding_batch_size: int = 32
+    chunk_size: int = 400
+    chunk_overlap: int = 60
+    top_k: int = 5
+    llm: str | None = None
+    refusal_threshold: float | None = None
+
+    def split_config(self) -> SplitConfig:
+        return SplitConfig(chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap)
+
+    def embed_config(self) -> EmbedConfig:
+        return EmbedConfig(model=self.embedding_model, batch_size=self.embedding_batch_size)

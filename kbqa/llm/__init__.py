@@ -1,0 +1,1 @@
+"""Answer generators: extractive (default), transformers (GLM family), openai-compatible."""

@@ -1,0 +1,1 @@
+"""Storage of a knowledge base: the SQLite chunk store and the vector stores."""

@@ -1,0 +1,38 @@
+"""Test doubles that satisfy kbqa's protocols without weights."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+
+
+class HashEmbedder:
+    """Embeds text as hashed character uni- and bigrams: texts sharing characters score high.
+
+    Deterministic and instant, so retrieval tests can assert rankings without a model.
+    """
+
+    def __init__(self, dim: int = 256, model_id: str = "test/hash-embedder") -> None:
+        self.dim = dim
+        self.model_id = model_id
+        self.calls = 0
+
+    def _one(self, text: str) -> np.ndarray:
+        v = np.zeros(self.dim, dtype=np.float32)
+        grams = list(text) + [text[i : i + 2] for i in range(len(text) - 1)]
+        for g in grams:
+            if g.isspace():
+                continue
+            h = int.from_bytes(hashlib.blake2b(g.encode(), digest_size=8).digest(), "little")
+            v[h % self.dim] += 1.0 if len(g) == 1 else 2.0
+        n = np.linalg.norm(v)
+        return v / n if n else v
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        return np.stack([self._one(t) for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embed_passages(texts)
