@@ -93,7 +93,6 @@ class IngestReport:
     files_updated: int = 0
     files_unchanged: int = 0
     files_failed: list[FileFailure] = field(default_factory=list)
-    files_skipped: list[FileFailure] = field(default_factory=list)
     chunks_added: int = 0
     chunks_removed: int = 0
     seconds: float = 0.0
