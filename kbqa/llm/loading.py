@@ -1,0 +1,76 @@
+"""Build a transformers model from a spec: device, dtype, bitsandbytes quantization, adapter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kbqa.errors import ModelError, missing_package
+from kbqa.llm.spec import TransformersSpec
+
+
+def quantization_config(quant: str) -> Any:
+    """The BitsAndBytesConfig for ``nf4`` (double quantization, bf16 compute) or ``int8``."""
+    try:
+        import bitsandbytes  # noqa: F401  (transformers needs it; fail here with the fix)
+    except ImportError:
+        raise missing_package("bitsandbytes", "train") from None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if quant == "nf4":
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def _device(spec: TransformersSpec) -> str:
+    import torch
+
+    if spec.device:
+        if spec.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelError(f"device={spec.device} was asked for but torch sees no CUDA device")
+        return spec.device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model(spec: TransformersSpec, config: dict[str, Any], adapter: Any = None) -> Any:
+    """Load the model for ``spec`` in eval mode, with its adapter applied."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    device = _device(spec)
+    kwargs: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code}
+    if spec.quant:
+        kwargs["quantization_config"] = quantization_config(spec.quant)
+        kwargs["device_map"] = {"": device}  # bitsandbytes quantizes while placing weights
+        # Unquantized parts (embeddings, norms, lm_head): bf16 beside nf4's bf16 compute;
+        # int8's matmul runs in fp16 on GPU, and CPU kernels are fastest in fp32.
+        if spec.quant == "nf4":
+            kwargs["dtype"] = torch.bfloat16
+        else:
+            kwargs["dtype"] = torch.float16 if device.startswith("cuda") else torch.float32
+    else:
+        kwargs["dtype"] = "auto"
+    if adapter is not None and adapter.kind == "chatglm_ptuning" and spec.trust_remote_code:
+        # ChatGLM's own code builds its prefix encoder from the config: size it before loading.
+        hf_config = AutoConfig.from_pretrained(spec.path, trust_remote_code=True)
+        hf_config.pre_seq_len = adapter.pre_seq_len
+        hf_config.prefix_projection = adapter.prefix_projection
+        kwargs["config"] = hf_config
+    try:
+        model = AutoModelForCausalLM.from_pretrained(spec.path, **kwargs)
+    except ImportError as e:
+        raise ModelError(f"loading {spec.path} needs a package that is missing: {e}") from e
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise ModelError(f"cannot load the model in {spec.path}: {e}") from e
+    if not spec.quant:
+        model.to(device)
+    if adapter is not None:
+        from kbqa.llm.adapters import apply_adapter
+
+        model = apply_adapter(model, adapter, quantized=bool(spec.quant))
+    return model.eval()
