@@ -96,3 +96,51 @@ def build_tiny_glm(path: Path, vocab_lines: list[str] | None = None) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def build_tiny_sentence_transformer(path: Path, vocab_lines: list[str] | None = None) -> Path:
+    """Save a 2-layer random BERT with a WordPiece tokenizer and mean pooling; return ``path``.
+
+    Example: ``model_dir = build_tiny_sentence_transformer(tmp_path / "tiny-e5")``, then
+    ``SentenceTransformer(str(model_dir))``; embeddings have 32 dimensions.
+    """
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers.models import WordPiece
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(WordPiece(unk_token="[UNK]"))
+    # BertNormalizer puts spaces around CJK characters, so Chinese splits into characters.
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(
+        list(vocab_lines or DEFAULT_LINES),
+        trainers.WordPieceTrainer(vocab_size=500, special_tokens=specials, show_progress=False),
+    )
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    tokenizer = BertTokenizerFast(tokenizer_object=tok, model_max_length=128)
+    tokenizer.save_pretrained(path)
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=0,
+    )
+    torch.manual_seed(0)
+    BertModel(config).eval().save_pretrained(path)
+    transformer = models.Transformer(str(path), max_seq_length=128)
+    pooling = models.Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+    SentenceTransformer(modules=[transformer, pooling], device="cpu").save(str(path))
+    return path

