@@ -1,0 +1,249 @@
+"""The `kbqa` command line (typer); with api/, the only module that reads the environment."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from kbqa.config import IngestConfig, Settings, SplitConfig
+from kbqa.errors import KbqaError
+
+app = typer.Typer(
+    help="kbqa: ingest company documents into knowledge bases and answer questions from them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+kb_app = typer.Typer(help="List, inspect and delete knowledge bases.", no_args_is_help=True)
+app.add_typer(kb_app, name="kb")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+KbOpt = Annotated[
+    str | None,
+    typer.Option("--kb", help="Knowledge base name [env: KBQA_DEFAULT_KB, default: demo]."),
+]
+TopKOpt = Annotated[
+    int | None,
+    typer.Option("--top-k", "-k", min=1, max=100, help="How many hits [env: KBQA_TOP_K; 5]."),
+]
+
+
+def settings() -> Settings:
+    return Settings()
+
+
+def emit(data: dict[str, Any]) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def fail(message: str, code: int, as_json: bool) -> typer.Exit:
+    if as_json:
+        emit({"error": message})
+    print(f"error: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def command(fn: Callable) -> Callable:
+    """Turn KbqaErrors into a one-line message and the error's exit code, once, here."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except KbqaError as e:
+            raise fail(str(e), e.exit_code, bool(kwargs.get("as_json"))) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted; everything committed before stays", 130, False) from None
+
+    return wrapper
+
+
+def open_kb(name: str | None):
+    from kbqa.kb import KnowledgeBase
+
+    s = settings()
+    return KnowledgeBase.open(s.home, name or s.default_kb)
+
+
+def embedder_for(spec: str | None):
+    """The configured embedding model, else the KB's own, else the default; loaded lazily."""
+    from kbqa.embed import load_embedder
+
+    s = settings()
+    return load_embedder(s.embedding_model or spec, s.embed_config())
+
+
+def shown(source: str) -> str:
+    """A source path relative to the current folder when it lies below it."""
+    try:
+        return os.path.relpath(source) if not os.path.relpath(source).startswith("..") else source
+    except ValueError:
+        return source
+
+
+@app.command()
+@command
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders (walked recursively).")],
+    kb: KbOpt = None,
+    include: Annotated[
+        list[str] | None, typer.Option("--include", help="Only files matching this glob.")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Skip files matching this glob.")
+    ] = None,
+    chunk_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Chunk size in characters [env: KBQA_CHUNK_SIZE; 400; a KB keeps its own]."
+        ),
+    ] = None,
+    chunk_overlap: Annotated[
+        int | None,
+        typer.Option(
+            help="Overlap in characters [env: KBQA_CHUNK_OVERLAP; 60; a KB keeps its own]."
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ingest documents into a knowledge base; unchanged files are skipped, changed ones replaced."""
+    from kbqa.files import collect_files
+    from kbqa.kb import KnowledgeBase, validate_name
+
+    s = settings()
+    name = validate_name(kb or s.default_kb)
+    collect_files(paths)  # a missing path is a usage error before anything is touched
+    existing = (s.home / name / "manifest.json").is_file()
+    kb_obj = KnowledgeBase.open(s.home, name) if existing else None
+    split = SplitConfig(
+        chunk_size=chunk_size or (kb_obj.manifest.chunk_size if kb_obj else s.chunk_size),
+        chunk_overlap=chunk_overlap
+        if chunk_overlap is not None
+        else (kb_obj.manifest.chunk_overlap if kb_obj else s.chunk_overlap),
+    )
+    config = IngestConfig(include=tuple(include or ()), exclude=tuple(exclude or ()), split=split)
+    spec = kb_obj.manifest.embedding_spec if kb_obj else None
+    embedder = embedder_for(spec)
+    if kb_obj is None:
+        kb_obj = KnowledgeBase.open_or_create(
+            s.home, name, embedder, s.embedding_model or "default", split
+        )
+    if as_json:
+        report = kb_obj.ingest(paths, embedder, config)
+        emit(report.to_dict())
+    else:
+        from kbqa.cli_view import IngestBar, print_ingest_report
+
+        with IngestBar() as bar:
+            report = kb_obj.ingest(paths, embedder, config, progress=bar)
+        print_ingest_report(report, shown)
+    if report.files_failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@command
+def search(
+    query: Annotated[str, typer.Argument(help="The question or keywords.")],
+    kb: KbOpt = None,
+    top_k: TopKOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the passages of a knowledge base that best match a query."""
+    kb_obj = open_kb(kb)
+    k = top_k or settings().top_k
+    hits = kb_obj.search(query, k, embedder_for(kb_obj.manifest.embedding_spec))
+    if as_json:
+        emit({"query": query, "hits": [h.to_dict() for h in hits]})
+        return
+    from kbqa.cli_view import print_hits
+
+    print_hits(hits, shown)
+
+
+@kb_app.command("list")
+@command
+def kb_list(as_json: JsonOpt = False) -> None:
+    """List the knowledge bases in KBQA_HOME."""
+    from kbqa.kb import KnowledgeBase, list_kbs
+
+    s = settings()
+    infos = []
+    for name in list_kbs(s.home):
+        kb = KnowledgeBase.open(s.home, name)
+        infos.append(kb.info())
+        kb.close()
+    if as_json:
+        emit({"home": str(s.home), "kbs": infos})
+        return
+    from kbqa.cli_view import print_kb_list
+
+    print_kb_list(s.home, infos)
+
+
+@kb_app.command("show")
+@command
+def kb_show(
+    name: Annotated[str, typer.Argument(help="Knowledge base name.")], as_json: JsonOpt = False
+) -> None:
+    """Show a knowledge base: its model, counts and documents (with their errors)."""
+    kb = open_kb(name)
+    info = kb.info()
+    docs = [d.to_dict() for d in kb.documents()]
+    if as_json:
+        emit({**info, "documents": docs})
+        return
+    from kbqa.cli_view import print_kb_show
+
+    print_kb_show(info, docs, shown)
+
+
+@kb_app.command("delete")
+@command
+def kb_delete(
+    name: Annotated[str, typer.Argument(help="Knowledge base name.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a whole knowledge base."""
+    kb = open_kb(name)
+    if not yes and not as_json and sys.stdin.isatty():
+        typer.confirm(f"Delete knowledge base {name!r} and all its chunks?", abort=True)
+    kb.delete()
+    if as_json:
+        emit({"kb": name, "deleted": True})
+    else:
+        print(f"deleted knowledge base {name!r}")
+
+
+@kb_app.command("remove")
+@command
+def kb_remove(
+    name: Annotated[str, typer.Argument(help="Knowledge base name.")],
+    source: Annotated[
+        str, typer.Argument(help="Document path, as ingested or a unique tail of it.")
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove one document and its chunks from a knowledge base."""
+    kb = open_kb(name)
+    removed_source, chunks = kb.remove(source)
+    if as_json:
+        emit({"kb": name, "source": removed_source, "chunks_removed": chunks})
+    else:
+        print(f"removed {shown(removed_source)} ({chunks} chunks) from {name!r}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

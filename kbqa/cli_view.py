@@ -1,0 +1,122 @@
+"""Human output of the CLI: the ingestion progress bar and rich tables (stdout stays parseable)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from kbqa.types import Hit, IngestReport
+
+out = Console()
+err = Console(stderr=True)
+
+
+class IngestBar:
+    """A progress bar on stderr: files done of total, chunks embedded, chunks/s and ETA."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]ingest"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("files · {task.fields[chunks]} chunks · {task.fields[rate]} chunks/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        )
+        self._task = None
+        self._chunks = 0
+        self._t0 = time.monotonic()
+
+    def __enter__(self) -> IngestBar:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.__exit__(*exc)
+
+    def start(self, total_files: int) -> None:
+        self._t0 = time.monotonic()
+        self._task = self._progress.add_task("ingest", total=total_files, chunks=0, rate="0.0")
+
+    def file_done(self, path: str, status: str) -> None:
+        self._progress.advance(self._task)
+
+    def chunks_done(self, n: int) -> None:
+        self._chunks += n
+        rate = self._chunks / max(time.monotonic() - self._t0, 1e-9)
+        self._progress.update(self._task, chunks=self._chunks, rate=f"{rate:.1f}")
+
+
+def print_ingest_report(report: IngestReport, shown: Callable[[str], str]) -> None:
+    table = Table(title=f"ingested into {report.kb!r} in {report.seconds:.1f} s", show_header=False)
+    for key in ("files_seen", "files_added", "files_updated", "files_unchanged"):
+        table.add_row(key.replace("_", " "), str(getattr(report, key)))
+    table.add_row("files failed", str(len(report.files_failed)))
+    table.add_row("chunks added", str(report.chunks_added))
+    table.add_row("chunks removed", str(report.chunks_removed))
+    out.print(table)
+    for failure in report.files_failed:
+        err.print(f"[red]failed[/red] {shown(failure.path)}: {failure.error}", highlight=False)
+
+
+def print_hits(hits: list[Hit], shown: Callable[[str], str]) -> None:
+    if not hits:
+        out.print("no hits")
+        return
+    for rank, hit in enumerate(hits, 1):
+        where = shown(hit.source)
+        if "page" in hit.metadata:
+            where += f" p.{hit.metadata['page']}"
+        out.print(f"[bold]{rank}.[/bold] {hit.score:.3f}  [cyan]{where}[/cyan]", highlight=False)
+        out.print(f"   {hit.text.strip()[:300]}", highlight=False, markup=False)
+
+
+def print_kb_list(home, infos: list[dict]) -> None:
+    if not infos:
+        out.print(f"no knowledge bases in {home}; create one with: kbqa ingest PATH --kb NAME")
+        return
+    table = Table(title=f"knowledge bases in {home}")
+    for col in ("name", "documents", "failed", "chunks", "embedding model", "updated"):
+        table.add_column(col)
+    for i in infos:
+        table.add_row(
+            i["name"], str(i["documents"]), str(i["documents_failed"]), str(i["chunks"]),
+            i["embedding_model"], _when(i["updated_at"]),
+        )  # fmt: skip
+    out.print(table)
+
+
+def print_kb_show(info: dict, docs: list[dict], shown: Callable[[str], str]) -> None:
+    summary = Table(title=f"knowledge base {info['name']!r}", show_header=False)
+    for key in ("folder", "embedding_model", "dim", "chunk_size", "chunk_overlap", "documents",
+                "documents_failed", "chunks"):  # fmt: skip
+        summary.add_row(key.replace("_", " "), str(info[key]))
+    out.print(summary)
+    table = Table(title="documents")
+    for col in ("id", "source", "status", "chunks", "updated", "error"):
+        table.add_column(col, overflow="fold")
+    for d in docs:
+        table.add_row(
+            str(d["id"]), shown(d["source"]), d["status"], str(d["chunks"]),
+            _when(d["updated_at"]), d["error"] or "",
+        )  # fmt: skip
+    out.print(table)
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")

@@ -1,0 +1,62 @@
+"""Which files a batch ingests: folders walked recursively, globs applied, duplicates dropped."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from kbqa.errors import NotFound
+
+
+def collect_files(
+    paths: Sequence[Path], include: Iterable[str] = (), exclude: Iterable[str] = ()
+) -> list[Path]:
+    """Resolved files under ``paths`` in a stable order, each once; hidden files are skipped.
+
+    A glob matches a file's name or its path relative to the folder it was found in, so both
+    ``*.md`` and ``policies/*.md`` work.
+    """
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise NotFound(f"path does not exist: {', '.join(missing)}; check the spelling")
+    include, exclude = tuple(include), tuple(exclude)
+    seen: set[Path] = set()
+    out: list[Path] = []
+    for root in paths:
+        if root.is_file():
+            candidates = [(root, root.name)]
+        else:
+            candidates = [
+                (p, p.relative_to(root).as_posix())
+                for p in sorted(root.rglob("*"))
+                if p.is_file() and not _hidden(p.relative_to(root))
+            ]
+        for path, rel in candidates:
+            if include and not _matches(path.name, rel, include):
+                continue
+            if exclude and _matches(path.name, rel, exclude):
+                continue
+            resolved = path.resolve()
+            if resolved not in seen:
+                seen.add(resolved)
+                out.append(resolved)
+    return out
+
+
+def _hidden(rel: Path) -> bool:
+    return any(part.startswith(".") for part in rel.parts)
+
+
+def _matches(name: str, rel: str, globs: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatch(name, g) or fnmatch.fnmatch(rel, g) for g in globs)
+
+
+def sha256_file(path: Path, block: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while data := f.read(block):
+            h.update(data)
+    return h.hexdigest()

@@ -1,0 +1,54 @@
+"""manifest.json: what a KB was built with, and the generation its derived indexes reflect."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from kbqa.errors import BadInput
+from kbqa.store.atomic import atomic_write_json
+
+FILE_NAME = "manifest.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Manifest:
+    name: str
+    embedding_spec: str  # how to load the model ("default" or a directory)
+    embedding_model_id: str  # what the vectors mean; a KB is never searched with another
+    dim: int
+    chunk_size: int
+    chunk_overlap: int
+    normalized: bool = True  # vectors are L2-normalised, so inner product is cosine
+    metric: str = "inner_product"
+    vector_store: str = "faiss"
+    dense_index: str = "flat"
+    format: int = FORMAT_VERSION
+    generation: int = 0  # chunks.sqlite generation that dense.faiss and the lexical index hold
+    counts: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+    def save(self, folder: Path) -> None:
+        self.updated_at = time.time()
+        atomic_write_json(folder / FILE_NAME, asdict(self))
+
+    @classmethod
+    def load(cls, folder: Path) -> Manifest:
+        path = folder / FILE_NAME
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise BadInput(f"{path} cannot be read ({e}); the KB folder is damaged") from e
+        if data.get("format") != FORMAT_VERSION:
+            raise BadInput(
+                f"{path} has format {data.get('format')!r}; this kbqa reads format "
+                f"{FORMAT_VERSION}: re-ingest the documents into a new KB"
+            )
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
