@@ -176,7 +176,7 @@ def _cut_point(text: str, size: int) -> int:
 
 _HTML_DROP = {"script", "style", "noscript", "template", "svg", "nav", "footer", "iframe", "head"}
 _HTML_BLOCKS = {
-    "p", "div", "section", "article", "main", "header", "aside", "ul", "ol", "li", "table",
+    "p", "div", "section", "article", "main", "header", "aside", "ul", "ol", "table",
     "blockquote", "dl", "dt", "dd", "figure", "figcaption", "form", "address", "hr", "body",
 }  # fmt: skip
 _HEADINGS = {f"h{n}": n for n in range(1, 7)}
@@ -235,9 +235,14 @@ def _html_text(root: Any) -> str:
                 cells = [c.get_text(" ", strip=True) for c in node.find_all(["td", "th"])]
                 out.append(" | ".join(c for c in cells if c) + "\n")
             else:
-                block = name in _HTML_BLOCKS
-                out.append("\n\n- " if name == "li" else "\n\n" if block else "")
-                stack.append(("\n\n" if block else "",))
+                # List items stay on consecutive lines; other blocks are paragraphs.
+                opening, closing = ("", "")
+                if name == "li":
+                    opening = "\n- "
+                elif name in _HTML_BLOCKS:
+                    opening = closing = "\n\n"
+                out.append(opening)
+                stack.append((closing,))
                 stack.extend(reversed(list(node.children)))
     return "".join(out)
 
@@ -278,7 +283,7 @@ def _load_pdf(path: Path, config: LoadConfig) -> Iterator[Document]:
     title = _pdf_title(reader)
     for number in range(1, count + 1):
         try:
-            text = _tidy(pages[number - 1].extract_text() or "")
+            text = _unwrap(_tidy(pages[number - 1].extract_text() or ""))
         except Exception as exc:
             raise BadInput(
                 f"{path}: page {number} is not a readable PDF page ({exc}); repair or re-export the PDF"
@@ -288,6 +293,33 @@ def _load_pdf(path: Path, config: LoadConfig) -> Iterator[Document]:
             if title:
                 meta["title"] = title
             yield Document(text=text, source=str(path), metadata=meta)
+
+
+def _width(line: str) -> int:
+    # A CJK character is about twice as wide as a Latin letter on the page.
+    return sum(1 if ord(ch) < 0x2E80 else 2 for ch in line)
+
+
+def _unwrap(text: str) -> str:
+    """Join the lines a PDF wrapped mid-sentence, which would split Chinese words apart.
+
+    A line is wrapped when it is nearly as wide as the widest line of the page and does not end
+    a sentence; headings and a paragraph's last line are short, so they keep their break.
+    Example: ``"住房公\n积金比例为12%。"`` -> ``"住房公积金比例为12%。"`` on a full-width line.
+    """
+    lines = text.split("\n")
+    widest = max(map(_width, lines), default=0)
+    if widest < 40:  # too little text on the page to tell a full line from a short one
+        return text
+    out = [lines[0]]
+    for line in lines[1:]:
+        last = out[-1]
+        if last and line and _width(last) >= 0.85 * widest and last[-1] not in "。！？!?：:；;":
+            space = " " if last[-1].isascii() and line[0].isascii() else ""
+            out[-1] = last + space + line
+        else:
+            out.append(line)
+    return "\n".join(out)
 
 
 def _pdf_title(reader: Any) -> str:

@@ -135,6 +135,17 @@ def test_html_visible_text_only(tmp_path: Path) -> None:
         assert noise not in doc.text
 
 
+def test_html_list_items_stay_on_consecutive_lines(tmp_path: Path) -> None:
+    path = tmp_path / "list.html"
+    path.write_text(
+        "<p>报销需要：</p>\n<ul>\n  <li>发票</li>\n  <li>行程单</li>\n</ul>\n<p>缺一不可。</p>",
+        encoding="utf-8",
+    )
+    (doc,) = docs_of(path)
+    assert doc.text == "报销需要：\n\n- 发票\n- 行程单\n\n缺一不可。"
+    assert doc.metadata == {}
+
+
 def test_html_declared_gb2312_is_read_as_gbk(tmp_path: Path) -> None:
     path = tmp_path / "old.htm"
     # 镕 is in GBK but not in GB2312: pages that declare gb2312 are routinely GBK.
@@ -169,6 +180,23 @@ def test_pdf_one_document_per_page(tmp_path: Path) -> None:
     assert [d.metadata["page"] for d in docs] == [1, 3]
     assert docs[0].text == LEAVE
     assert docs[1].text == VPN
+
+
+def test_pdf_lines_wrapped_mid_sentence_are_joined(tmp_path: Path) -> None:
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.platypus import Paragraph, SimpleDocTemplate
+
+    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
+    style = ParagraphStyle("zh", fontName="STSong-Light", fontSize=11, leading=16, wordWrap="CJK")
+    body = LEAVE * 4 + VPN * 2
+    path = tmp_path / "wrapped.pdf"
+    SimpleDocTemplate(str(path)).build(
+        [Paragraph("一、年假", style), Paragraph(body, style), Paragraph("二、VPN", style)]
+    )
+    (doc,) = docs_of(path)
+    assert doc.text == f"一、年假\n{body}\n二、VPN"
 
 
 def test_encrypted_pdf_with_empty_user_password_is_read(tmp_path: Path) -> None:
@@ -421,3 +449,21 @@ def test_file_over_the_size_limit(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(NotFound):
         load(tmp_path / "nope.txt", CFG)
+
+
+# --- the sample corpus ----------------------------------------------------------------------
+
+INGEST = Path(__file__).resolve().parent.parent / "ingest"
+
+
+def test_sample_corpus_loads_and_answers_the_annual_leave_question() -> None:
+    files = sorted(INGEST.iterdir())
+    assert 10 <= len(files) <= 15
+    assert {f.suffix for f in files} >= {".md", ".txt", ".csv", ".docx", ".pdf"}
+    assert all(f.suffix in SUPPORTED for f in files)
+    docs = [d for f in files for d in load(f, CFG)]
+    faq = [d for d in docs if d.metadata.get("question") == "年假有几天？"]
+    assert len(faq) == 1 and "5天" in faq[0].metadata["answer"]
+    assert any("满10年不满20年的，每年带薪年假10天" in d.text for d in docs)
+    attendance = next(d for d in docs if d.source.endswith("考勤管理办法.txt"))
+    assert "弹性上班" in attendance.text  # saved in GBK, decoded correctly
