@@ -83,9 +83,8 @@ def _load_tensors(file: Path) -> dict[str, Any]:
 
 def _misfit(info: AdapterInfo, model: Any, why: str) -> ModelError:
     base = info.config.get("base_model_name_or_path") or "another model"
-    arch = type(getattr(model, "base_model", model)).__name__
-    if arch in ("LoraModel", "PeftModel"):
-        arch = type(model.get_base_model()).__name__
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    arch = type(inner).__name__
     return ModelError(
         f"adapter {info.path} does not fit the base model ({arch}): {why}. It was trained "
         f"for {base}; use an adapter trained on this base model"
