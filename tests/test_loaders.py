@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from kbqa.config import LoadConfig
+from kbqa.config import LoadConfig, SplitConfig
 from kbqa.errors import BadInput, NotFound
 from kbqa.loaders import SEGMENT_CHARS, SUPPORTED, load
+from kbqa.split import split_documents
 from kbqa.types import Document
 
 CFG = LoadConfig()
@@ -123,7 +124,7 @@ def test_html_visible_text_only(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     (doc,) = docs_of(path)
-    assert doc.metadata == {"title": "VPN 使用指南"}
+    assert doc.metadata == {"markdown": True, "title": "VPN 使用指南"}
     assert doc.text.split("\n\n")[:4] == [
         "# VPN 使用指南",
         VPN,
@@ -143,7 +144,7 @@ def test_html_list_items_stay_on_consecutive_lines(tmp_path: Path) -> None:
     )
     (doc,) = docs_of(path)
     assert doc.text == "报销需要：\n\n- 发票\n- 行程单\n\n缺一不可。"
-    assert doc.metadata == {}
+    assert doc.metadata == {"markdown": True}
 
 
 def test_html_declared_gb2312_is_read_as_gbk(tmp_path: Path) -> None:
@@ -253,10 +254,13 @@ def test_docx_headings_paragraphs_and_tables_in_order(tmp_path: Path) -> None:
     document.save(str(path))
 
     (doc,) = docs_of(path)
+    assert doc.metadata["markdown"] is True  # the splitter reads the '#' lines as headings
     assert doc.text == (
         "# 出差标准\n\n员工出差应提前在星云OA提交出差申请。\n\n## 住宿标准\n\n"
         "城市 | 员工 | 经理\n北京 | 500元 | 650元\n成都 | 350元 | 450元\n\n超出标准的部分由个人承担。"
     )
+    chunks = list(split_documents([doc], SplitConfig()))
+    assert chunks[-1].metadata["headings"] == ["出差标准", "住宿标准"]
 
 
 def test_docx_qa_table_becomes_qa_documents(tmp_path: Path) -> None:
@@ -318,6 +322,15 @@ def test_csv_qa_rows(tmp_path: Path, header: str, encoding: str) -> None:
     assert docs[0].text == "问：年假有几天？\n答：满1年不满10年每年5天"
     assert docs[1].metadata["answer"] == "审批通过后10个工作日内，打入工资卡"
     assert docs[1].metadata["question"] == "报销多久到账？"
+
+
+@pytest.mark.parametrize("sep", ["\t", ";"])
+def test_csv_other_delimiters(tmp_path: Path, sep: str) -> None:
+    # Commas in the answer must not make the file look comma-separated.
+    path = tmp_path / "faq.csv"
+    path.write_text(f"问题{sep}答案\n报销要哪些材料？{sep}发票, 行程单, 审批单\n", encoding="utf-8")
+    (doc,) = docs_of(path)
+    assert doc.metadata["answer"] == "发票, 行程单, 审批单"
 
 
 def test_csv_configured_qa_columns(tmp_path: Path) -> None:
