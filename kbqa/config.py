@@ -87,6 +87,14 @@ class Settings(BaseSettings):
     chunk_overlap: int = 60
     top_k: int = 5
     llm: str | None = None
+    # HTTP API (kbqa serve); the key format is described in kbqa/api/security.py.
+    api_keys: str | None = None
+    api_keys_file: Path | None = None
+    cors_origins: str = ""  # comma-separated origins a browser page may call the API from
+    max_upload_mb: float = 50.0  # per uploaded file
+    max_upload_files: int = 20  # per upload request
+    max_body_kb: int = 1024  # any request body other than an upload
+    llm_queue: int = 16  # generation requests waiting for the one LLM; more get 503
     refusal_threshold: float | None = None
 
     def split_config(self) -> SplitConfig:
