@@ -142,4 +142,5 @@ def test_sample_corpus_answers_the_leave_question_with_the_default_model(tmp_pat
     assert runner.invoke(app, ["ingest", str(SAMPLE), "--kb", "demo", "--json"]).exit_code == 0
     result = runner.invoke(app, ["search", "年假有几天", "--kb", "demo", "--json"])
     top = json.loads(result.stdout)["hits"][0]
-    assert "休假" in Path(top["source"]).name and "年假" in top["text"]
+    # The leave policy section or the FAQ row that restates it: both carry the answer.
+    assert "年假" in top["text"] and "5天" in top["text"], top
