@@ -1,0 +1,1 @@
+"""Fine-tuning: Q/A derivation, training samples, LoRA / QLoRA / P-Tuning v2, evaluation."""
