@@ -1,0 +1,84 @@
+"""PDF: one Document per page with a text layer, lines wrapped mid-sentence joined again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from kbqa.config import LoadConfig
+from kbqa.errors import BadInput, KbqaError
+from kbqa.loaders.text import _tidy
+from kbqa.types import Document
+
+
+def _load_pdf(path: Path, config: LoadConfig) -> Iterator[Document]:
+    from pypdf import PdfReader
+    from pypdf.errors import DependencyError
+
+    try:
+        reader = PdfReader(path)
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise BadInput(
+                f"{path}: the PDF is encrypted with a password; decrypt it first "
+                "(e.g. qpdf --decrypt --password=... in.pdf out.pdf) and ingest the copy"
+            )
+        pages = reader.pages
+        count = len(pages)
+    except KbqaError:
+        raise
+    except DependencyError as exc:  # AES without the 'cryptography' package
+        raise BadInput(
+            f"{path}: the PDF is encrypted ({exc}); decrypt it first or pip install cryptography"
+        ) from exc
+    except Exception as exc:  # pypdf raises PdfReadError, but also bare ValueError/KeyError
+        raise BadInput(
+            f"{path}: not a readable PDF ({exc}); check that the file is complete and not damaged"
+        ) from exc
+    title = _pdf_title(reader)
+    for number in range(1, count + 1):
+        try:
+            text = _unwrap(_tidy(pages[number - 1].extract_text() or ""))
+        except Exception as exc:
+            raise BadInput(
+                f"{path}: page {number} is not a readable PDF page ({exc}); repair or re-export the PDF"
+            ) from exc
+        if text:  # a scanned page has no text layer; the others are still worth indexing
+            meta: dict[str, Any] = {"page": number}
+            if title:
+                meta["title"] = title
+            yield Document(text=text, source=str(path), metadata=meta)
+
+
+def _width(line: str) -> int:
+    # A CJK character is about twice as wide as a Latin letter on the page.
+    return sum(1 if ord(ch) < 0x2E80 else 2 for ch in line)
+
+
+def _unwrap(text: str) -> str:
+    """Join the lines a PDF wrapped mid-sentence, which would split Chinese words apart.
+
+    A line is wrapped when it is nearly as wide as the widest line of the page and does not end
+    a sentence; headings and a paragraph's last line are short, so they keep their break.
+    Example: ``"住房公\n积金比例为12%。"`` -> ``"住房公积金比例为12%。"`` on a full-width line.
+    """
+    lines = text.split("\n")
+    widest = max(map(_width, lines), default=0)
+    if widest < 40:  # too little text on the page to tell a full line from a short one
+        return text
+    out = [lines[0]]
+    for line in lines[1:]:
+        last = out[-1]
+        if last and line and _width(last) >= 0.85 * widest and last[-1] not in "。！？!?：:；;":
+            space = " " if last[-1].isascii() and line[0].isascii() else ""
+            out[-1] = last + space + line
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _pdf_title(reader: Any) -> str:
+    try:
+        return str((reader.metadata or {}).get("/Title") or "").strip()
+    except Exception:  # broken info dictionaries are common and harmless
+        return ""
