@@ -1,0 +1,103 @@
+"""The FastAPI app factory: wires settings, models (loaded in the lifespan), routes, limits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from kbqa.config import Settings
+from kbqa.errors import KbqaError
+
+log = logging.getLogger("kbqa.api")
+
+DESCRIPTION = """Knowledge-base question answering over company documents.
+
+Send an API key as `Authorization: Bearer KEY` or `X-API-Key: KEY` when the server has keys.
+Errors are JSON `{"detail": ...}`: 401 no or bad key, 403 key not allowed, 404 unknown KB,
+409 conflict (another embedding model, a KB busy), 413 too large, 415 file type, 422 bad input,
+503 model unavailable or busy.
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    embedder: Any = None,
+    generator: Any = ...,
+    keys: Any = None,
+) -> FastAPI:
+    """The app. Models named by ``settings`` load in the lifespan unless given here (tests)."""
+    from kbqa.api import (
+        routes_ask,
+        routes_documents,
+        routes_kbs,
+        routes_meta,
+        routes_openai,
+        routes_search,
+    )
+    from kbqa.api.limits import BodyLimit
+    from kbqa.api.routes_meta import STATIC
+
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from fastapi.concurrency import run_in_threadpool
+
+        from kbqa.api.state import build_services
+
+        services = await run_in_threadpool(
+            build_services, settings, embedder=embedder, generator=generator, keys=keys
+        )
+        app.state.services = services
+        if not services.keys.enabled:
+            log.warning(
+                "no API keys configured (KBQA_API_KEYS / KBQA_API_KEYS_FILE): every caller may "
+                "read, write and delete every knowledge base"
+            )
+        try:
+            yield
+        finally:
+            services.close()
+
+    app = FastAPI(
+        title="kbqa",
+        description=DESCRIPTION,
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(KbqaError)
+    async def kbqa_error(request: Request, exc: KbqaError) -> JSONResponse:
+        # The one translation of library errors to HTTP: the message already says what to do.
+        return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
+
+    for module in (routes_kbs, routes_documents, routes_search, routes_ask, routes_openai):
+        app.include_router(module.router)
+    app.include_router(routes_meta.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    files = max(1, settings.max_upload_files)
+    app.add_middleware(
+        BodyLimit,
+        max_body=settings.max_body_kb * 1024,
+        # Multipart framing adds a little per file on top of the files themselves.
+        max_upload=int(files * (settings.max_upload_mb * 2**20 + 64 * 1024)),
+    )
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+        )
+    return app

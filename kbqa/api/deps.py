@@ -1,0 +1,96 @@
+"""FastAPI dependencies: the services, the caller's key, and KBs checked against its scopes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Path, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from kbqa.api.security import OPEN, Principal
+from kbqa.api.state import Services, SharedKB
+
+KB_NAME = r"^[^\W_][\w.-]{0,63}$"
+
+_bearer = HTTPBearer(auto_error=False, description="An API key as a bearer token.")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_principal(
+    services: ServicesDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header: Annotated[str | None, Depends(_header)],
+) -> Principal:
+    """The caller: anyone on an open server, else the owner of a valid key (401 otherwise)."""
+    if not services.keys.enabled:
+        return OPEN
+    presented = header or (bearer.credentials if bearer else None)
+    if not presented:
+        raise HTTPException(
+            401,
+            "an API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    principal = services.keys.lookup(presented)
+    if principal is None:
+        raise HTTPException(
+            401, "this API key is not valid", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+KbPath = Annotated[str, Path(description="Knowledge base name.", max_length=64)]
+
+
+def require_admin(principal: PrincipalDep) -> Principal:
+    if not principal.admin:
+        raise HTTPException(403, "this needs an admin API key (KB management)")
+    return principal
+
+
+def check_read(principal: Principal, kb: str) -> None:
+    if not principal.can_read(kb):
+        raise HTTPException(403, f"this API key may not read knowledge base {kb!r}")
+
+
+def check_write(principal: Principal, kb: str) -> None:
+    if not principal.can_write(kb):
+        raise HTTPException(403, f"this API key may not write to knowledge base {kb!r}")
+
+
+def readable_kb(kb: KbPath, principal: PrincipalDep, services: ServicesDep) -> SharedKB:
+    """The KB named in the path, if the caller may read it (403) and it exists (404)."""
+    check_read(principal, kb)
+    return services.kbs.get(kb)
+
+
+def writable_kb(kb: KbPath, principal: PrincipalDep, services: ServicesDep) -> SharedKB:
+    check_write(principal, kb)
+    return services.kbs.get(kb)
+
+
+ReadKb = Annotated[SharedKB, Depends(readable_kb)]
+WriteKb = Annotated[SharedKB, Depends(writable_kb)]
+AdminDep = Annotated[Principal, Depends(require_admin)]
+
+
+def make_retriever(services: Services, kb: SharedKB):
+    from kbqa.retrieve import Retriever
+
+    return Retriever(kb, services.embedder, services.settings.retrieve_config())
+
+
+def make_asker(services: Services, kb: SharedKB):
+    from kbqa.ask import Asker
+
+    return Asker(
+        kb, services.embedder, services.generator, services.prompts, services.settings.ask_config()
+    )

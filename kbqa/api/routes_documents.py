@@ -1,0 +1,106 @@
+"""Documents of a KB: upload (ingested by a background job), list, remove; job progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, HTTPException, UploadFile
+from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
+
+from kbqa.api import uploads
+from kbqa.api.deps import PrincipalDep, ReadKb, ServicesDep, WriteKb, check_read
+from kbqa.api.schemas import DocumentList, DocumentRemoved, JobInfo
+from kbqa.api.state import Services
+from kbqa.errors import NotFound
+
+router = APIRouter(tags=["documents"])
+
+ERRORS = {401: {}, 403: {}, 404: {}, 413: {}, 415: {}, 422: {}}
+
+
+def _ingest_fn(services: Services, name: str):
+    def run(paths: list[Path], progress) -> dict:
+        from kbqa.config import IngestConfig, SplitConfig
+        from kbqa.kb import KnowledgeBase
+
+        # Its own writer instance: the shared reader keeps serving the last committed state.
+        kb = KnowledgeBase.open(services.kbs.home, name)
+        try:
+            split = SplitConfig(kb.manifest.chunk_size, kb.manifest.chunk_overlap)
+            report = kb.ingest(paths, services.embedder, IngestConfig(split=split), progress)
+        finally:
+            kb.close()
+        return report.to_dict()
+
+    return run
+
+
+@router.post("/v1/kbs/{kb}/documents", response_model=JobInfo, status_code=202, responses=ERRORS)
+async def upload(
+    kb: WriteKb,
+    services: ServicesDep,
+    files: Annotated[list[UploadFile], File(description="Documents to ingest.")],
+) -> dict:
+    """Upload documents; they are ingested in the background: poll GET /v1/jobs/{id}.
+
+    A file with the name of an earlier upload replaces it (changed content is re-indexed).
+    """
+    from kbqa.loaders import SUPPORTED
+
+    s = services.settings
+    if len(files) > s.max_upload_files:
+        raise HTTPException(
+            413, f"{len(files)} files in one upload; the limit is {s.max_upload_files} "
+            "(KBQA_MAX_UPLOAD_FILES)",
+        )  # fmt: skip
+    names = [uploads.safe_name(f.filename) for f in files]
+    for name in names:
+        uploads.check_type(name, SUPPORTED)
+    if len(set(names)) != len(names):
+        raise HTTPException(422, "two uploaded files have the same name; rename one")
+    limit = int(s.max_upload_mb * 2**20)
+    folder = kb.folder / uploads.UPLOADS
+    saved = []
+    for f, name in zip(files, names, strict=True):
+        saved.append(await run_in_threadpool(uploads.save, f.file, folder, name, limit))
+    job = services.jobs.submit(kb.name, saved, _ingest_fn(services, kb.name))
+    return job.to_dict()
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobInfo, tags=["jobs"], responses=ERRORS)
+def get_job(
+    job_id: Annotated[str, PathParam(max_length=64)], services: ServicesDep, who: PrincipalDep
+) -> dict:
+    """An ingestion job: status queued|running|done|failed, progress, and the ingest report."""
+    job = services.jobs.get(job_id)
+    check_read(who, job.kb)
+    return job.to_dict()
+
+
+@router.get("/v1/kbs/{kb}/documents", response_model=DocumentList, responses=ERRORS)
+def list_documents(kb: ReadKb) -> dict:
+    return {"kb": kb.name, "documents": [d.to_dict() for d in kb.documents()]}
+
+
+@router.delete("/v1/kbs/{kb}/documents/{doc_id}", response_model=DocumentRemoved, responses=ERRORS)
+def remove_document(
+    kb: WriteKb,
+    doc_id: Annotated[int, PathParam(ge=1, le=2**63 - 1)],
+    services: ServicesDep,
+) -> dict:
+    """Remove one document and its chunks."""
+    from kbqa.kb import KnowledgeBase
+
+    doc = kb.store.document_by_id(doc_id)
+    if doc is None:
+        raise NotFound(f"no document with id {doc_id} in knowledge base {kb.name!r}")
+    writer = KnowledgeBase.open(services.kbs.home, kb.name)
+    try:
+        source, removed = writer.remove(doc.source)
+    finally:
+        writer.close()
+    if source.startswith(str(kb.folder / uploads.UPLOADS)):
+        Path(source).unlink(missing_ok=True)  # an uploaded copy has no other use
+    return {"kb": kb.name, "source": source, "chunks_removed": removed}

@@ -1,0 +1,127 @@
+"""OpenAI-compatible chat completions; the model ``kbqa/<kb>`` names the knowledge base."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from kbqa.api.deps import PrincipalDep, ServicesDep, check_read, make_asker
+from kbqa.api.schemas import ChatCompletionRequest, ChatMessage
+from kbqa.api.state import Services
+from kbqa.errors import BadInput, KbqaError
+
+router = APIRouter(tags=["openai-compatible"])
+PREFIX = "kbqa/"
+
+
+def _text(message: ChatMessage) -> str:
+    if isinstance(message.content, list):  # content parts: only the text ones mean anything here
+        return "".join(str(p.get("text", "")) for p in message.content if p.get("type") == "text")
+    return message.content or ""
+
+
+def split_messages(messages: list[ChatMessage]) -> tuple[str, list[tuple[str, str]]]:
+    """(the last user message, earlier user/assistant pairs); system messages are ignored."""
+    turns = [m for m in messages if m.role in ("user", "assistant")]
+    if not turns or turns[-1].role != "user" or not _text(turns[-1]).strip():
+        raise BadInput("messages must end with a non-empty user message (the question)")
+    history, pending = [], None
+    for m in turns[:-1]:
+        if m.role == "user":
+            pending = _text(m)
+        elif pending is not None:
+            history.append((pending, _text(m)))
+            pending = None
+    return _text(turns[-1]), history
+
+
+def _kb_of(model: str, services: Services, who) -> Any:
+    if not model.startswith(PREFIX):
+        raise HTTPException(404, f"unknown model {model!r}: use 'kbqa/<kb>' (see GET /v1/models)")
+    name = model[len(PREFIX) :]
+    check_read(who, name)
+    return services.kbs.get(name)
+
+
+def _tokens(services: Services, text: str) -> int:
+    gen = services.generator
+    return gen.count_tokens(text) if gen is not None else len(text)  # characters without an LLM
+
+
+def _extra(answer) -> dict:
+    return {k: v for k, v in answer.to_dict().items() if k not in ("question", "answer")}
+
+
+@router.get("/v1/models")
+def models(services: ServicesDep, who: PrincipalDep) -> dict:
+    """One model per knowledge base this key may read: ``kbqa/<kb>``."""
+    from kbqa.kb import list_kbs
+
+    data = [
+        {"id": PREFIX + name, "object": "model", "created": 0, "owned_by": "kbqa"}
+        for name in list_kbs(services.kbs.home)
+        if who.can_read(name)
+    ]
+    return {"object": "list", "data": data}
+
+
+@router.post(
+    "/v1/chat/completions",
+    responses={200: {"content": {"text/event-stream": {}}}, 401: {}, 403: {}, 404: {}, 422: {}},
+)
+async def chat_completions(body: ChatCompletionRequest, services: ServicesDep, who: PrincipalDep):
+    """Answer the last user message from the KB; extra field ``kbqa`` carries the sources."""
+    kb = _kb_of(body.model, services, who)
+    question, history = split_messages(body.messages)
+    asker = make_asker(services, kb)
+    meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": body.model}
+    if not body.stream:
+        answer = await run_in_threadpool(asker.ask, question, None, history)
+        prompt, completion = _tokens(services, question), _tokens(services, answer.answer)
+        return {
+            **meta,
+            "object": "chat.completion",
+            "choices": [{
+                "index": 0, "finish_reason": "stop", "logprobs": None,
+                "message": {"role": "assistant", "content": answer.answer},
+            }],
+            "usage": {
+                "prompt_tokens": prompt, "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            },
+            "kbqa": _extra(answer),
+        }  # fmt: skip
+    events = asker.stream(question, None, history)
+    first = await run_in_threadpool(lambda: next(events, None))
+    return StreamingResponse(
+        _chunks(meta, first, events), media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
+    )  # fmt: skip
+
+
+def _chunks(meta: dict, first, events: Iterator) -> Iterator[str]:
+    def chunk(delta: dict, finish: str | None = None, **extra) -> str:
+        body = {**meta, "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}  # fmt: skip
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    try:
+        sources = [h.to_dict() for h in first[1]] if first and first[0] == "sources" else []
+        yield chunk({"role": "assistant", "content": ""}, kbqa={"sources": sources})
+        for kind, value in events:
+            if kind == "token":
+                yield chunk({"content": value})
+            elif kind == "done":
+                yield chunk({}, "stop", kbqa=_extra(value))
+    except KbqaError as e:
+        yield f"data: {json.dumps({'error': {'message': str(e), 'code': e.http_status}})}\n\n"
+    finally:
+        events.close()
+    yield "data: [DONE]\n\n"

@@ -1,0 +1,138 @@
+"""What a server process holds: the models, one reader per KB, the job pool, the key ring."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kbqa.api.jobs import JobManager
+from kbqa.api.security import KeyRing
+from kbqa.config import Settings
+from kbqa.kb import KnowledgeBase, validate_name
+from kbqa.store.chunks import FILE_NAME as CHUNKS_FILE
+from kbqa.store.indexes import Indexes
+from kbqa.store.manifest import FILE_NAME as MANIFEST
+
+
+class SharedKB(KnowledgeBase):
+    """A KB opened once and read from many request threads; never written through.
+
+    Writers (ingestion jobs, removals) open their own KnowledgeBase: this one only ever sees
+    committed SQLite state (WAL) and indexes rebuilt from it, so readers never see half a batch.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reload = threading.Lock()
+        self.inode = (self.folder / CHUNKS_FILE).stat().st_ino
+
+    @property
+    def indexes(self) -> Indexes:
+        # Read the generation before the indexes: the base class sets the indexes first.
+        loaded, current = self._loaded_generation, self._indexes
+        if current is not None and loaded == self.store.generation():
+            return current
+        # One thread reloads after a writer commits; the others wait instead of each rebuilding.
+        with self._reload:
+            return KnowledgeBase.indexes.fget(self)
+
+
+class KbRegistry:
+    """One SharedKB per KB name, opened on first use and dropped when its folder goes away."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self._open: dict[str, SharedKB] = {}
+        self._lock = threading.Lock()
+
+    def _current(self, name: str, kb: SharedKB | None) -> bool:
+        if kb is None:
+            return False
+        try:
+            # A KB deleted and created again under the same name is a different file.
+            return (self.home / name / CHUNKS_FILE).stat().st_ino == kb.inode and (
+                self.home / name / MANIFEST
+            ).is_file()
+        except OSError:
+            return False
+
+    def get(self, name: str) -> SharedKB:
+        validate_name(name)
+        kb = self._open.get(name)
+        if self._current(name, kb):
+            return kb  # type: ignore[return-value]
+        with self._lock:
+            kb = self._open.get(name)
+            if self._current(name, kb):
+                return kb  # type: ignore[return-value]
+            if kb is not None:
+                self._open.pop(name, None)
+                kb.close()
+            kb = SharedKB.open(self.home, name)
+            assert isinstance(kb, SharedKB)
+            self._open[name] = kb
+            return kb
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            kb = self._open.pop(name, None)
+        if kb is not None:
+            kb.close()
+
+    def close(self) -> None:
+        with self._lock:
+            kbs, self._open = list(self._open.values()), {}
+        for kb in kbs:
+            kb.close()
+
+
+@dataclass
+class Services:
+    """Everything routes need, built once in the lifespan (tests build their own)."""
+
+    settings: Settings
+    embedder: Any
+    generator: Any  # a QueuedGenerator, or None for extractive answers
+    prompts: Any
+    keys: KeyRing
+    kbs: KbRegistry
+    jobs: JobManager
+    feedback_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def close(self) -> None:
+        self.jobs.shutdown()
+        if self.generator is not None and hasattr(self.generator, "close"):
+            self.generator.close()
+        self.kbs.close()
+
+
+def build_services(
+    settings: Settings, *, embedder: Any = None, generator: Any = ..., keys: KeyRing | None = None
+) -> Services:
+    """Load the models named by ``settings`` (unless given) and open nothing else yet."""
+    from kbqa.api.llm_queue import QueuedGenerator
+    from kbqa.prompt import load_prompts
+
+    if embedder is None:
+        from kbqa.embed import load_embedder
+
+        embedder = load_embedder(settings.embedding_model, settings.embed_config())
+        if hasattr(embedder, "load"):
+            embedder.load()
+    if generator is ...:
+        from kbqa.llm import load_generator
+
+        generator = load_generator(settings.llm, load=True)
+    if generator is not None and not isinstance(generator, QueuedGenerator):
+        generator = QueuedGenerator(generator, settings.llm_queue)
+    return Services(
+        settings=settings,
+        embedder=embedder,
+        generator=generator,
+        prompts=load_prompts(),
+        keys=keys if keys is not None else KeyRing.from_settings(settings),
+        kbs=KbRegistry(Path(settings.home)),
+        jobs=JobManager(),
+    )

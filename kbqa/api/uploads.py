@@ -1,0 +1,74 @@
+"""Uploaded files: safe names, type and size limits, saved atomically under <kb>/uploads/."""
+
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+import uuid
+from pathlib import Path
+from typing import BinaryIO
+
+from fastapi import HTTPException
+
+UPLOADS = "uploads"
+_UNSAFE = re.compile(r"[^\w.\- ()（）【】\[\]]+")
+MAX_NAME = 120
+
+
+def safe_name(raw: str | None) -> str:
+    """A file name that stays inside the upload folder, whatever the client sent.
+
+    Only the last path component is kept (either slash), control and odd characters become
+    '_', and leading dots go (no hidden files, no '..').
+
+    >>> safe_name("../../etc/passwd")
+    'passwd'
+    >>> safe_name("C:\\\\报告\\\\年假 制度.md")
+    '年假 制度.md'
+    """
+    name = unicodedata.normalize("NFC", raw or "")
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    name = _UNSAFE.sub("_", name).strip(" ._")
+    if len(name) > MAX_NAME:
+        stem, dot, suffix = name.rpartition(".")
+        keep = suffix[:16] if dot else ""
+        name = (stem if dot else name)[: MAX_NAME - len(keep) - 1].rstrip(" ._") + dot + keep
+    return name or "upload"
+
+
+def check_type(name: str, supported: frozenset[str]) -> None:
+    suffix = Path(name).suffix.lower()
+    if suffix not in supported:
+        raise HTTPException(
+            415,
+            f"{name}: unsupported file type {suffix or '(none)'}; "
+            f"upload one of {', '.join(sorted(supported))}",
+        )
+
+
+def save(source: BinaryIO, folder: Path, name: str, max_bytes: int) -> Path:
+    """Copy ``source`` to ``folder/name`` via a temporary file; 413 past ``max_bytes``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / name
+    # The resolved target must stay in the folder (belt and braces after safe_name).
+    if target.resolve().parent != folder.resolve():
+        raise HTTPException(422, f"file name {name!r} is not allowed")
+    tmp = folder / f".part-{uuid.uuid4().hex}"
+    written = 0
+    try:
+        with open(tmp, "wb") as out:
+            while block := source.read(1 << 20):
+                written += len(block)
+                if written > max_bytes:
+                    raise HTTPException(
+                        413,
+                        f"{name} is larger than the upload limit of {max_bytes / 2**20:g} MB "
+                        "(KBQA_MAX_UPLOAD_MB)",
+                    )
+                out.write(block)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
