@@ -13,6 +13,22 @@ from kbqa.store.atomic import atomic_write_json
 
 FILE_NAME = "manifest.json"
 FORMAT_VERSION = 1
+VECTOR_STORES = ("faiss", "milvus")
+
+
+def check_vector_store(kind: str, kb: str) -> str:
+    """The vector store kind, if this kbqa knows it.
+
+    >>> check_vector_store("milvus", "demo")
+    'milvus'
+    """
+    if kind not in VECTOR_STORES:
+        raise BadInput(
+            f"knowledge base {kb!r} uses vector store {kind!r}, which this kbqa does not know "
+            f"(known: {', '.join(VECTOR_STORES)}): upgrade kbqa, or re-ingest into a new KB with "
+            "--store faiss or --store milvus"
+        )
+    return kind
 
 
 @dataclass
@@ -25,7 +41,9 @@ class Manifest:
     chunk_overlap: int
     normalized: bool = True  # vectors are L2-normalised, so inner product is cosine
     metric: str = "inner_product"
-    vector_store: str = "faiss"
+    vector_store: str = "faiss"  # one of VECTOR_STORES, fixed when the KB is created
+    milvus_uri: str | None = None  # server URL or milvus-lite file, for vector_store "milvus"
+    milvus_collection: str | None = None
     dense_index: str = "flat"
     format: int = FORMAT_VERSION
     generation: int = 0  # chunks.sqlite generation that dense.faiss and the lexical index hold
