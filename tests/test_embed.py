@@ -194,3 +194,13 @@ def test_rebuild_matches_the_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     stamp = (built / "model.safetensors").stat().st_mtime_ns
     assert e5_rebuild.ensure_rebuilt() == built
     assert (built / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_default_embeds_queries_through_the_engine_without_torch() -> None:
+    """A one-shot `kbqa search` should not pay for importing torch and loading the model."""
+    code = (
+        "import sys; from kbqa.config import EmbedConfig; from kbqa.embed import load_embedder;"
+        "e = load_embedder(None, EmbedConfig()); v = e.embed_queries(['年假有几天']);"
+        "assert v.shape == (1, 384); assert 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
