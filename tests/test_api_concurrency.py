@@ -1,0 +1,94 @@
+"""While a large upload is ingested, search and ask answer from the last committed state."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from tests.api_fixtures import *  # noqa: F403 - the fixtures
+from tests.api_fixtures import client_for, wait_job
+from tests.fakes import HashEmbedder
+
+
+class GatedEmbedder(HashEmbedder):
+    """Holds ingestion at its second passage batch until released; queries never wait.
+
+    By then the first batch of a large file sits in the writer's open transaction and in the
+    writer's in-memory indexes: exactly the state readers must not see.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.armed_calls = 0
+        self.inside = threading.Event()
+        self.release = threading.Event()
+
+    def embed_passages(self, texts):
+        if self.armed:
+            self.armed_calls += 1
+        if self.armed_calls == 2:
+            self.inside.set()
+            assert self.release.wait(30), "the test never released the ingestion"
+        return super().embed_passages(texts)
+
+    def embed_queries(self, texts):
+        return np.stack([self._one(t) for t in texts])
+
+
+@pytest.fixture
+def embedder() -> GatedEmbedder:
+    return GatedEmbedder()
+
+
+def big_document(paragraphs: int = 400) -> bytes:
+    body = "\n\n".join(
+        f"## 第{i}条 仓库管理规定\n\n第{i}号仓库的货架编号为K{i}，盘点周期为每月一次，"
+        f"负责人需在系统中登记出入库记录并保存纸质凭证{i}份。" * 3
+        for i in range(paragraphs)
+    )
+    return ("# 仓库管理手册\n\n" + body).encode()
+
+
+def test_search_and_ask_keep_answering_during_a_large_ingest(home, embedder):
+    with client_for(home, embedder) as c:
+        before_search = c.post("/v1/kbs/demo/search", json={"query": "年假有几天"}).json()
+        before_ask = c.post("/v1/kbs/demo/ask", json={"question": "年假有几天"}).json()
+        chunks_before = c.get("/v1/kbs/demo").json()["chunks"]
+
+        embedder.armed = True
+        files = [("files", ("仓库手册.md", io.BytesIO(big_document()), "text/markdown"))]
+        job = c.post("/v1/kbs/demo/documents", files=files).json()
+        assert embedder.inside.wait(30), "ingestion never reached its second batch"
+        assert c.get(f"/v1/jobs/{job['id']}").json()["status"] == "running"
+
+        def search(_):
+            started = time.perf_counter()
+            r = c.post("/v1/kbs/demo/search", json={"query": "年假有几天"})
+            return r.status_code, r.json(), time.perf_counter() - started
+
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(search, range(20)))
+        assert all(code == 200 for code, _, _ in results)
+        assert all(body == before_search for _, body, _ in results)
+        assert max(seconds for _, _, seconds in results) < 5.0  # not waiting for the writer
+        warehouse = c.post("/v1/kbs/demo/search", json={"query": "仓库货架编号盘点"}).json()
+        assert all("仓库" not in h["source"] for h in warehouse["hits"])
+        during_ask = c.post("/v1/kbs/demo/ask", json={"question": "年假有几天"}).json()
+        assert during_ask["answer"] == before_ask["answer"]
+        assert during_ask["sources"] == before_ask["sources"]
+        assert c.get("/v1/kbs/demo").json()["chunks"] == chunks_before
+
+        embedder.release.set()
+        done = wait_job(c, job["id"], timeout=60)
+        assert done["status"] == "done", done
+        assert done["report"]["chunks_added"] > 256  # large enough to be streamed in batches
+        after = c.post("/v1/kbs/demo/search", json={"query": "仓库货架编号盘点"}).json()
+        assert after["hits"][0]["source"].endswith("仓库手册.md")
+        total = c.get("/v1/kbs/demo").json()["chunks"]
+        assert total == chunks_before + done["report"]["chunks_added"]
