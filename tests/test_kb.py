@@ -284,3 +284,45 @@ def test_sigkill_mid_batch_then_rerun_completes(tmp_path, embedder):
     assert before <= {h.chunk_id for h in kb.iter_chunks()}, "nothing from before is lost"
     assert_consistent(kb)
     assert kb.manifest.generation == kb.store.generation()
+
+
+def test_a_big_file_is_streamed_in_batches_within_one_transaction(tmp_path, embedder):
+    embedder.batch_size = 4  # files above 32 chunks take the streaming path
+    docs = tmp_path / "docs"
+    text = "\n\n".join(
+        f"第{i}条：这是一段用于测试流式写入的内容，编号{i}。" * 12 for i in range(120)
+    )
+    write(docs, "big.txt", text)
+    kb = make_kb(tmp_path, embedder)
+    report = kb.ingest([docs], embedder, IngestConfig())
+    assert report.files_added == 1 and report.chunks_added > 32
+    assert kb.store.counts()["chunks"] == report.chunks_added
+    assert_consistent(kb)
+
+
+def test_a_file_failing_mid_stream_leaves_no_partial_chunks(tmp_path, embedder, monkeypatch):
+    embedder.batch_size = 4
+    docs = tmp_path / "docs"
+    write(docs, "big.txt", "内容。\n\n" * 10)
+    write(docs, "ok.md", LEAVE)
+    import kbqa.split
+    from kbqa.types import Chunk
+
+    real = kbqa.split.split_documents
+
+    def failing(documents, config):
+        documents = list(documents)
+        if documents[0].source.endswith("big.txt"):
+            for i in range(100):
+                yield Chunk(f"第{i}块")
+            raise OSError("disk read error")
+        yield from real(documents, config)
+
+    monkeypatch.setattr(kbqa.split, "split_documents", failing)
+    kb = make_kb(tmp_path, embedder)
+    report = kb.ingest([docs], embedder, IngestConfig())
+    assert [Path(f.path).name for f in report.files_failed] == ["big.txt"]
+    assert "disk read error" in report.files_failed[0].error
+    assert report.files_added == 1
+    assert all(h.source.endswith("ok.md") for h in kb.iter_chunks())
+    assert_consistent(kb)
