@@ -241,6 +241,46 @@ def kb_remove(
         print(f"removed {shown(removed_source)} ({chunks} chunks) from {name!r}")
 
 
+@app.command()
+@command
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; beyond 127.0.0.1 needs API keys.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    allow_insecure: Annotated[
+        bool,
+        typer.Option(
+            "--allow-insecure",
+            help="Listen beyond this machine without API keys: anyone who reaches the port may "
+            "read, write and delete every knowledge base.",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Serve the REST API, its docs (/docs) and the chat page (/); models load once at start."""
+    from kbqa.api.security import KeyRing, is_loopback
+    from kbqa.errors import BadInput
+
+    keys = KeyRing.from_settings(settings())
+    if not keys.enabled:
+        if not is_loopback(host) and not allow_insecure:
+            raise BadInput(
+                f"refusing to listen on {host} without API keys: set KBQA_API_KEYS or "
+                "KBQA_API_KEYS_FILE (format in kbqa/api/security.py), or pass --allow-insecure "
+                "to let anyone who reaches the port read, write and delete every knowledge base"
+            )
+        where = "127.0.0.1 only" if is_loopback(host) else f"{host} WITHOUT AUTHENTICATION"
+        print(
+            f"no API keys configured (KBQA_API_KEYS / KBQA_API_KEYS_FILE): listening on {where}; "
+            "every caller may read, write and delete every knowledge base",
+            file=sys.stderr,
+        )
+    import uvicorn
+
+    uvicorn.run("kbqa.api.app:create_app", factory=True, host=host, port=port)
+
+
 def main() -> None:
     app()
 
