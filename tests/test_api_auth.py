@@ -86,3 +86,27 @@ def test_key_formats(tmp_path):
 def test_loopback_hosts():
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
+
+
+def test_serve_refuses_an_open_server_beyond_loopback(monkeypatch, tmp_path):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from kbqa.cli import app
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: calls.append(kw))
+    monkeypatch.setenv("KBQA_HOME", str(tmp_path))
+    monkeypatch.delenv("KBQA_API_KEYS", raising=False)
+    monkeypatch.delenv("KBQA_API_KEYS_FILE", raising=False)
+    runner = CliRunner()
+    r = runner.invoke(app, ["serve", "--host", "0.0.0.0"])
+    assert r.exit_code == 2 and "--allow-insecure" in r.output and not calls
+    r = runner.invoke(app, ["serve"])
+    assert r.exit_code == 0 and "127.0.0.1 only" in r.output
+    assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["factory"] is True
+    r = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--allow-insecure"])
+    assert r.exit_code == 0 and "WITHOUT AUTHENTICATION" in r.output
+    monkeypatch.setenv("KBQA_API_KEYS", "ops-key-0001:admin")
+    r = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--port", "9000"])
+    assert r.exit_code == 0 and calls[-1]["host"] == "0.0.0.0" and calls[-1]["port"] == 9000
