@@ -11,13 +11,18 @@ from kbqa.errors import NotFound
 
 
 def collect_files(
-    paths: Sequence[Path], include: Iterable[str] = (), exclude: Iterable[str] = ()
+    paths: Sequence[Path],
+    include: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+    skip_under: Path | None = None,
 ) -> list[Path]:
     """Resolved files under ``paths`` in a stable order, each once; hidden files are skipped.
 
     A glob matches a file's name or its path relative to the folder it was found in, so both
-    ``*.md`` and ``policies/*.md`` work.
+    ``*.md`` and ``policies/*.md`` work. Files below ``skip_under`` (the KB home) are never
+    taken, so `kbqa ingest .` does not swallow the indexes themselves.
     """
+    skip = skip_under.resolve() if skip_under is not None else None
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise NotFound(f"path does not exist: {', '.join(missing)}; check the spelling")
@@ -39,6 +44,8 @@ def collect_files(
             if exclude and _matches(path.name, rel, exclude):
                 continue
             resolved = path.resolve()
+            if skip is not None and resolved.is_relative_to(skip):
+                continue
             if resolved not in seen:
                 seen.add(resolved)
                 out.append(resolved)

@@ -226,6 +226,7 @@ class KnowledgeBase:
         # Indexes first, manifest last: the manifest's generation is the commit point, so a
         # crash in between is seen as stale indexes and repaired, never trusted.
         indexes.save(self.folder)
+        self.manifest.dense_index = indexes.dense.kind
         self.manifest.generation = self.store.generation()
         self.manifest.counts = self.store.counts()
         self.manifest.save(self.folder)
@@ -245,7 +246,7 @@ class KnowledgeBase:
         started = time.monotonic()
         progress = progress or _NoProgress()
         report = IngestReport(kb=self.name)
-        files = collect_files(paths, config.include, config.exclude)
+        files = collect_files(paths, config.include, config.exclude, skip_under=self.folder.parent)
         report.files_seen = len(files)
         self.check_embedder(embedder)
         self.check_split(config.split)

@@ -326,3 +326,11 @@ def test_a_file_failing_mid_stream_leaves_no_partial_chunks(tmp_path, embedder, 
     assert report.files_added == 1
     assert all(h.source.endswith("ok.md") for h in kb.iter_chunks())
     assert_consistent(kb)
+
+
+def test_ingesting_a_folder_that_holds_the_kb_home_skips_the_indexes(tmp_path, corpus, embedder):
+    kb = KnowledgeBase.open_or_create(corpus / "indexes", "demo", embedder, "test", SplitConfig())
+    report = kb.ingest([corpus], embedder, IngestConfig())
+    assert report.files_seen == 3 and report.files_failed == []
+    report = kb.ingest([corpus], embedder, IngestConfig())
+    assert report.files_seen == 3 and report.files_unchanged == 3

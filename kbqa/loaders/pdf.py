@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,9 @@ from kbqa.types import Document
 def _load_pdf(path: Path, config: LoadConfig) -> Iterator[Document]:
     from pypdf import PdfReader
     from pypdf.errors import DependencyError
+
+    # pypdf logs repairs of damaged files on its own; the one BadInput below says it better.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
 
     try:
         reader = PdfReader(path)
