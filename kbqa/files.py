@@ -19,8 +19,9 @@ def collect_files(
     """Resolved files under ``paths`` in a stable order, each once; hidden files are skipped.
 
     A glob matches a file's name or its path relative to the folder it was found in, so both
-    ``*.md`` and ``policies/*.md`` work. Files below ``skip_under`` (the KB home) are never
-    taken, so `kbqa ingest .` does not swallow the indexes themselves.
+    ``*.md`` and ``policies/*.md`` work. Files a folder walk finds below ``skip_under`` (the KB
+    home) are not taken, so `kbqa ingest .` does not swallow the indexes themselves; a file named
+    explicitly is (the API keeps uploads in the KB's folder).
     """
     skip = skip_under.resolve() if skip_under is not None else None
     missing = [str(p) for p in paths if not p.exists()]
@@ -30,6 +31,7 @@ def collect_files(
     seen: set[Path] = set()
     out: list[Path] = []
     for root in paths:
+        walked = not root.is_file()
         if root.is_file():
             candidates = [(root, root.name)]
         else:
@@ -44,7 +46,7 @@ def collect_files(
             if exclude and _matches(path.name, rel, exclude):
                 continue
             resolved = path.resolve()
-            if skip is not None and resolved.is_relative_to(skip):
+            if skip is not None and walked and resolved.is_relative_to(skip):
                 continue
             if resolved not in seen:
                 seen.add(resolved)
