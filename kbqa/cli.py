@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from kbqa.config import IngestConfig, Settings, SplitConfig
-from kbqa.errors import KbqaError
+from kbqa.errors import BadInput, KbqaError
 
 app = typer.Typer(
     help="kbqa: ingest company documents into knowledge bases and answer questions from them.",
@@ -111,6 +111,24 @@ def ingest(
             help="Overlap in characters [env: KBQA_CHUNK_OVERLAP; 60; a KB keeps its own]."
         ),
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            envvar="KBQA_VECTOR_STORE",
+            help="Vector store of a new KB: faiss (in the KB folder) or milvus [env: "
+            "KBQA_VECTOR_STORE; faiss; an existing KB keeps its own].",
+        ),
+    ] = None,
+    milvus_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--milvus-uri",
+            envvar="KBQA_MILVUS_URI",
+            help="Milvus of a new --store milvus KB: http://host:19530, or a milvus-lite file "
+            "ending in .db [env: KBQA_MILVUS_URI; kept in the KB's manifest].",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest documents into a knowledge base; unchanged files are skipped, changed ones replaced."""
@@ -129,12 +147,18 @@ def ingest(
         else (kb_obj.manifest.chunk_overlap if kb_obj else s.chunk_overlap),
     )
     config = IngestConfig(include=tuple(include or ()), exclude=tuple(exclude or ()), split=split)
+    if kb_obj and store and store != kb_obj.manifest.vector_store:
+        raise BadInput(
+            f"knowledge base {name!r} keeps its vectors in {kb_obj.manifest.vector_store}; "
+            f"--store {store} only applies when a KB is created: drop it, or ingest into a new KB"
+        )
     spec = kb_obj.manifest.embedding_spec if kb_obj else None
     embedder = embedder_for(spec)
     if kb_obj is None:
         kb_obj = KnowledgeBase.open_or_create(
-            s.home, name, embedder, s.embedding_model or "default", split
-        )
+            s.home, name, embedder, s.embedding_model or "default", split,
+            vector_store=store or "faiss", milvus_uri=milvus_uri,
+        )  # fmt: skip
     if as_json:
         report = kb_obj.ingest(paths, embedder, config)
         emit(report.to_dict())

@@ -19,7 +19,7 @@ from kbqa.files import collect_files, sha256_file
 from kbqa.store.chunks import ChunkStore, DocumentRow
 from kbqa.store.indexes import Indexes
 from kbqa.store.manifest import FILE_NAME as MANIFEST
-from kbqa.store.manifest import Manifest
+from kbqa.store.manifest import Manifest, check_vector_store
 from kbqa.types import Chunk, FileFailure, Hit, IngestReport
 
 if TYPE_CHECKING:
@@ -113,11 +113,20 @@ class KnowledgeBase:
 
     @classmethod
     def open_or_create(
-        cls, home: Path, name: str, embedder: Embedder, embedding_spec: str, split: SplitConfig
+        cls,
+        home: Path,
+        name: str,
+        embedder: Embedder,
+        embedding_spec: str,
+        split: SplitConfig,
+        vector_store: str = "faiss",
+        milvus_uri: str | None = None,
     ) -> KnowledgeBase:
+        """Open a KB, or create it with these settings (the vector store is fixed at creation)."""
         folder = home / validate_name(name)
         if (folder / MANIFEST).is_file():
             return cls.open(home, name)
+        remote = _remote_settings(name, check_vector_store(vector_store, name), milvus_uri)
         folder.mkdir(parents=True, exist_ok=True)
         with _lock(folder):
             if not (folder / MANIFEST).is_file():
@@ -128,11 +137,16 @@ class KnowledgeBase:
                     dim=int(embedder.dim),
                     chunk_size=split.chunk_size,
                     chunk_overlap=split.chunk_overlap,
+                    vector_store=vector_store,
+                    **remote,
                 )
                 store = ChunkStore(folder, create=True)
-                Indexes.rebuild(store, manifest).save(folder)
-                manifest.save(folder)
-                store.close()
+                try:
+                    # Connects to a remote store first: unreachable means no manifest, no KB.
+                    Indexes.rebuild(store, manifest, create=True).save(folder)
+                    manifest.save(folder)
+                finally:
+                    store.close()
         return cls.open(home, name)
 
     def close(self) -> None:
@@ -216,7 +230,8 @@ class KnowledgeBase:
         """Hold the KB's writer lock; repair indexes a crashed writer left behind."""
         with _lock(self.folder):
             self.manifest = Manifest.load(self.folder)
-            indexes, rebuilt = Indexes.open(self.folder, self.store, self.manifest)
+            # repair: under the lock a remote store may be synced with SQLite (no one else writes).
+            indexes, rebuilt = Indexes.open(self.folder, self.store, self.manifest, repair=True)
             if rebuilt:
                 self._checkpoint(indexes)
             self._indexes, self._loaded_generation = indexes, self.store.generation()
@@ -294,6 +309,11 @@ class KnowledgeBase:
     def delete(self) -> None:
         """Delete the whole KB folder (under its lock, so no writer is cut off mid-batch)."""
         with _lock(self.folder):
+            if self.manifest.vector_store == "milvus":
+                from kbqa.store.milvus_store import drop_for_kb
+
+                # First: with Milvus down nothing is deleted, and the command can be retried.
+                drop_for_kb(self.manifest)
             self.store.close()
             shutil.rmtree(self.folder)
 
@@ -453,6 +473,20 @@ class _Batch:
     def _failed(self, source: str, message: str) -> None:
         self.report.files_failed.append(FileFailure(path=source, error=message))
         self.progress.file_done(source, "failed")
+
+
+def _remote_settings(name: str, vector_store: str, milvus_uri: str | None) -> dict:
+    """The manifest fields of a remote vector store: where it is and the KB's collection."""
+    if vector_store != "milvus":
+        return {}
+    if not milvus_uri:
+        raise BadInput(
+            "--store milvus needs --milvus-uri: http://host:19530 for a Milvus server, or a "
+            "file path ending in .db for embedded milvus-lite"
+        )
+    from kbqa.store.milvus_store import collection_name, normalise_uri
+
+    return {"milvus_uri": normalise_uri(milvus_uri), "milvus_collection": collection_name(name)}
 
 
 def _describe(error: Exception) -> str:

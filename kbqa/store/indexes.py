@@ -8,17 +8,18 @@ from pathlib import Path
 import numpy as np
 
 from kbqa.lexical import LexicalIndex
+from kbqa.store.base import VectorStore
 from kbqa.store.chunks import ChunkStore
 from kbqa.store.faiss_store import FaissStore
-from kbqa.store.manifest import Manifest
+from kbqa.store.manifest import Manifest, check_vector_store
 
 log = logging.getLogger(__name__)
 
 
 class Indexes:
-    """Dense index (FAISS) and lexical index (BM25) over the chunks of one KB."""
+    """Dense index (FAISS, or Milvus) and lexical index (BM25) over the chunks of one KB."""
 
-    def __init__(self, dense: FaissStore, lexical: LexicalIndex | None = None) -> None:
+    def __init__(self, dense: VectorStore, lexical: LexicalIndex | None = None) -> None:
         self.dense = dense
         self.lexical = lexical if lexical is not None else LexicalIndex()
 
@@ -42,8 +43,18 @@ class Indexes:
         """Load the saved indexes if they reflect the store's generation, else rebuild them.
 
         Returns (indexes, rebuilt). A mismatch means a writer stopped between committing to
-        SQLite and checkpointing the indexes (or is doing so right now).
+        SQLite and checkpointing the indexes (or is doing so right now). A remote dense store
+        (Milvus) is shared, not rebuilt in memory: only a writer (``repair``, under the KB's
+        lock) syncs it with SQLite; readers drop its vectors that have no committed chunk.
         """
+        if manifest.vector_store != "faiss":
+            stale = manifest.generation != store.generation()
+            dense = _remote_dense(manifest, store, writer=repair, stale=stale)
+            lexical = None if stale else LexicalIndex.load(folder)
+            rebuilt = stale or lexical is None
+            if lexical is None:
+                lexical = _lexical(folder, store, fresh=False)
+            return cls(dense, lexical), rebuilt
         if manifest.generation == store.generation():
             dense = FaissStore.load(folder, manifest.dim)
             lexical = LexicalIndex.load(folder)
@@ -62,10 +73,24 @@ class Indexes:
         folder: Path | None = None,
         create: bool = False,
     ) -> Indexes:
+        """Indexes from the chunk store; ``create``: the KB is new (a remote collection too)."""
+        if manifest.vector_store != "faiss":
+            dense = _remote_dense(manifest, store, writer=True, stale=True, create=create)
+            return cls(dense, _lexical(folder, store, fresh=folder is None))
         dense = FaissStore(manifest.dim)
         for ids, vectors in store.iter_vectors(manifest.dim):
             dense.add(ids, vectors)
         return cls(dense, _lexical(folder, store, fresh=folder is None))
+
+
+def _remote_dense(
+    manifest: Manifest, store: ChunkStore, writer: bool, stale: bool, create: bool = False
+) -> VectorStore:
+    """The KB's dense index in a vector database; raises BadInput for an unknown kind."""
+    check_vector_store(manifest.vector_store, manifest.name)
+    from kbqa.store.milvus_store import open_for_kb
+
+    return open_for_kb(manifest, store, create=create, writer=writer, stale=stale)
 
 
 def _lexical(folder: Path | None, store: ChunkStore, fresh: bool) -> LexicalIndex:
