@@ -192,6 +192,69 @@ def search(
     print_hits(hits, shown)
 
 
+@app.command()
+@command
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    kb: KbOpt = None,
+    top_k: TopKOpt = None,
+    llm: Annotated[
+        str | None,
+        typer.Option(
+            "--llm",
+            help="LLM spec, e.g. transformers:/models/glm-4 [env: KBQA_LLM; none: "
+            "extractive answers].",
+        ),
+    ] = None,
+    refusal_threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Refuse below this best cosine [env: KBQA_REFUSAL_THRESHOLD; default: "
+            "calibrated per KB]."
+        ),
+    ] = None,
+    stream: Annotated[bool, typer.Option("--stream", help="Print the answer as it comes.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Add scores and the prompt.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer a question from a knowledge base, with its sources."""
+    import dataclasses
+
+    from kbqa.ask import Asker
+    from kbqa.llm import load_generator
+    from kbqa.prompt import load_prompts
+
+    s = settings()
+    kb_obj = open_kb(kb)
+    config = s.ask_config()
+    if refusal_threshold is not None:
+        config = dataclasses.replace(config, refusal_threshold=refusal_threshold)
+    prompts = load_prompts()
+    generator = load_generator(llm or s.llm)
+    asker = Asker(kb_obj, embedder_for(kb_obj.manifest.embedding_spec), generator, prompts, config)
+    answer = None
+    for kind, value in asker.stream(question, top_k, debug=debug):
+        if kind == "token" and stream and not as_json:
+            print(value, end="", flush=True)
+        elif kind == "done":
+            answer = value
+    if as_json:
+        emit(answer.to_dict())
+        return
+    for notice in (answer.debug or {}).get("notices", []):
+        print(f"notice: {notice}", file=sys.stderr)
+    print("" if stream else answer.answer)
+    if answer.sources:
+        print(f"\nsources ({answer.mode}):")
+    for n, hit in enumerate(answer.sources, 1):
+        page = f" p.{hit.metadata['page']}" if "page" in hit.metadata else ""
+        print(f"[{n}] {shown(hit.source)}{page}  {hit.score:.3f}")
+    t = answer.timings
+    print(f"({t.get('retrieve_ms', 0):.0f} ms retrieve, {t.get('generate_ms', 0):.0f} ms answer)")
+    if debug:
+        emit({k: v for k, v in (answer.debug or {}).items() if k != "notices"})
+
+
 @kb_app.command("list")
 @command
 def kb_list(as_json: JsonOpt = False) -> None:

@@ -74,6 +74,61 @@ class IngestConfig:
         _positive("checkpoint_seconds", self.checkpoint_seconds)
 
 
+@dataclass(frozen=True)
+class RetrieveConfig:
+    """Hybrid retrieval: candidates per ranker, reciprocal-rank fusion, HNSW search effort.
+
+    ``hnsw_threshold`` is the size above which a checkpoint makes the dense index HNSW (the
+    default is kbqa.store.faiss_store.HNSW_THRESHOLD).
+    """
+
+    top_k: int = 5
+    candidates: int = 50  # per ranker, before fusion
+    rrf_k: float = 60.0
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
+    merge_overlaps: bool = True  # adjacent chunks of one document come back as one hit
+    hnsw_threshold: int = 200_000
+    hnsw_ef_search: int = 96
+
+    def __post_init__(self) -> None:
+        _positive("top_k", self.top_k)
+        _positive("candidates", self.candidates)
+        _positive("rrf_k", self.rrf_k)
+        _positive("hnsw_threshold", self.hnsw_threshold)
+        _positive("hnsw_ef_search", self.hnsw_ef_search)
+        if self.dense_weight < 0 or self.lexical_weight < 0:
+            raise BadInput("dense_weight and lexical_weight must be at least 0")
+        if self.dense_weight + self.lexical_weight == 0:
+            raise BadInput("dense_weight and lexical_weight cannot both be 0")
+
+
+@dataclass(frozen=True)
+class AskConfig:
+    """Answering: FAQ matching, refusal threshold (None: calibrated per KB), answer length."""
+
+    retrieve: RetrieveConfig = field(default_factory=RetrieveConfig)
+    refusal_threshold: float | None = None  # cosine; overrides the KB's calibrated value
+    faq: bool = True
+    faq_min_similarity: float = 0.8  # question-to-stored-question similarity for a FAQ answer
+    max_question_chars: int = 512
+    max_answer_chars: int = 200
+    answer_sentences: int = 3
+    max_new_tokens: int = 512
+
+    def __post_init__(self) -> None:
+        if self.refusal_threshold is not None and not -1 <= self.refusal_threshold <= 1:
+            raise BadInput(
+                f"refusal_threshold is a cosine in [-1, 1], got {self.refusal_threshold}"
+            )
+        if not 0 < self.faq_min_similarity <= 1:
+            raise BadInput(f"faq_min_similarity must be in (0, 1], got {self.faq_min_similarity}")
+        _positive("max_question_chars", self.max_question_chars)
+        _positive("max_answer_chars", self.max_answer_chars)
+        _positive("answer_sentences", self.answer_sentences)
+        _positive("max_new_tokens", self.max_new_tokens)
+
+
 class Settings(BaseSettings):
     """Every environment knob, read once at an edge (CLI command, API lifespan)."""
 
@@ -96,9 +151,21 @@ class Settings(BaseSettings):
     max_body_kb: int = 1024  # any request body other than an upload
     llm_queue: int = 16  # generation requests waiting for the one LLM; more get 503
     refusal_threshold: float | None = None
+    candidates: int = 50
+    max_new_tokens: int = 512
 
     def split_config(self) -> SplitConfig:
         return SplitConfig(chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap)
 
     def embed_config(self) -> EmbedConfig:
         return EmbedConfig(model=self.embedding_model, batch_size=self.embedding_batch_size)
+
+    def retrieve_config(self) -> RetrieveConfig:
+        return RetrieveConfig(top_k=self.top_k, candidates=self.candidates)
+
+    def ask_config(self) -> AskConfig:
+        return AskConfig(
+            retrieve=self.retrieve_config(),
+            refusal_threshold=self.refusal_threshold,
+            max_new_tokens=self.max_new_tokens,
+        )

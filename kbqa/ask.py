@@ -1,0 +1,157 @@
+"""Ask: retrieve, then a stored FAQ answer, a refusal, an extractive or a generated answer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from kbqa.config import AskConfig
+from kbqa.errors import BadInput
+from kbqa.prompt import Prompts, pack_prompt
+from kbqa.retrieve import Retriever
+from kbqa.types import Answer, Hit
+
+if TYPE_CHECKING:
+    from kbqa.embed import Embedder
+    from kbqa.kb import KnowledgeBase
+    from kbqa.llm.base import Generator, History
+
+log = logging.getLogger(__name__)
+FAQ_POOL = 8  # hits searched for a stored Q/A pair, even when fewer sources are shown
+
+
+class Asker:
+    """Answers questions from one KB; ``generator=None`` gives extractive answers (no LLM)."""
+
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        embedder: Embedder,
+        generator: Generator | None,
+        prompts: Prompts,
+        config: AskConfig | None = None,
+    ) -> None:
+        self.config = config or AskConfig()
+        self.retriever = Retriever(kb, embedder, self.config.retrieve)
+        self.kb = kb
+        self.embedder = embedder
+        self.generator = generator
+        self.prompts = prompts
+
+    def threshold(self) -> tuple[float, str]:
+        """(cosine threshold, where it came from): the user's override, else the calibration."""
+        if self.config.refusal_threshold is not None:
+            return self.config.refusal_threshold, "override"
+        from kbqa.refusal import threshold_for
+
+        cal = threshold_for(self.retriever)
+        return (cal.threshold, "calibrated") if cal else (1.0, "empty")
+
+    def ask(
+        self, question: str, top_k: int | None = None, history: History = (), debug: bool = False
+    ) -> Answer:
+        answer = None
+        for kind, value in self.stream(question, top_k, history, debug):
+            if kind == "done":
+                answer = value
+        assert answer is not None
+        return answer
+
+    def stream(
+        self, question: str, top_k: int | None = None, history: History = (), debug: bool = False
+    ) -> Iterator[tuple[str, Any]]:
+        """Yields ("sources", hits), then ("token", text) pieces, then ("done", Answer)."""
+        started = time.perf_counter()
+        question, notices = self._clean(question)
+        k = top_k if top_k is not None else self.config.retrieve.top_k
+        if k < 1:
+            raise BadInput(f"top_k must be at least 1, got {k}")
+        found = self.retriever.retrieve(question, max(k, FAQ_POOL))
+        threshold, origin = self.threshold()
+        timings = dict(found.timings)
+        timings["retrieve_ms"] = _ms(time.perf_counter() - started)
+        info: dict[str, Any] = {
+            "best_cosine": round(found.best_cosine, 4),
+            "threshold": threshold,
+            "threshold_from": origin,
+        }
+        t_gen = time.perf_counter()
+        faq = self._faq(question, found)
+        hits = found.hits[:k]
+        if faq is not None:
+            info["faq_similarity"] = faq.similarity
+            mode, sources, text = "faq", [faq.hit], faq.answer
+        elif not hits or found.best_cosine < threshold:
+            # Refusal comes before any generation: nothing relevant means nothing to invent from.
+            mode, sources, text = ("generative" if self.generator else "extractive"), [], None
+        else:
+            mode, sources, text = ("generative" if self.generator else "extractive"), hits, ""
+        yield "sources", sources
+        refused = text is None
+        if refused:
+            text = self.prompts.refusal
+            yield "token", text
+        elif mode == "extractive":
+            text = self._extract(question, hits)
+            yield "token", text
+        elif mode == "generative":
+            pieces = []
+            for piece in self._generate(question, hits, history, info, debug):
+                pieces.append(piece)
+                yield "token", piece
+            text = "".join(pieces).strip()
+        else:
+            yield "token", text
+        timings["generate_ms"] = _ms(time.perf_counter() - t_gen)
+        timings["total_ms"] = _ms(time.perf_counter() - started)
+        # Answer.debug carries notices (a truncated question) even without debug, so every edge
+        # shows them; with debug it also has the scores, threshold and prompt.
+        extra = {**info} if debug else None
+        if notices:
+            extra = {**(extra or {}), "notices": notices}
+        yield "done", Answer(question, text, refused, mode, sources, timings, extra)
+
+    def _clean(self, question: str) -> tuple[str, list[str]]:
+        if not isinstance(question, str) or not question.strip():
+            raise BadInput("the question is empty: write a question")
+        question = question.strip()
+        limit = self.config.max_question_chars
+        if len(question) <= limit:
+            return question, []
+        notice = f"the question had {len(question)} characters; only the first {limit} were used"
+        log.warning(notice)
+        return question[:limit], [notice]
+
+    def _faq(self, question: str, found) -> Any:
+        if not self.config.faq or not found.hits:
+            return None
+        from kbqa.faq import best_match
+
+        match = best_match(question, found.query_vector, found.hits, self.embedder)
+        return match if match and match.similarity >= self.config.faq_min_similarity else None
+
+    def _extract(self, question: str, hits: list[Hit]) -> str:
+        from kbqa.extractive import extract
+
+        lexical = self.kb.indexes.lexical
+        return extract(
+            question, hits, idf=lexical.idf, max_sentences=self.config.answer_sentences,
+            max_chars=self.config.max_answer_chars,
+        ) or self.prompts.refusal  # fmt: skip
+
+    def _generate(self, question, hits, history, info, debug) -> Iterator[str]:
+        from kbqa.llm.base import GenerationConfig
+
+        gen = self.generator
+        budget = gen.context_window - self.config.max_new_tokens
+        packed = pack_prompt(self.prompts.qa, question, hits, history, budget, gen.count_tokens)
+        if debug:
+            info["prompt"] = packed.prompt
+        config = GenerationConfig(max_new_tokens=self.config.max_new_tokens)
+        yield from gen.stream(packed.prompt, packed.history_used, config)
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)

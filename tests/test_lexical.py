@@ -1,0 +1,63 @@
+"""Lexical index: BM25 ranking, incremental add/remove, persistence without pickle, catch-up."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kbqa.lexical import FILE_NAME, LexicalIndex, tokenize
+
+DOCS = {
+    1: "员工入职满一年后，每年享有5天带薪年假。",
+    2: "一线城市住宿标准为每晚600元，出差补贴每天100元。",
+    3: "远程办公需要先连接公司VPN，VPN客户端可在IT门户下载。",
+}
+
+
+def build() -> LexicalIndex:
+    index = LexicalIndex()
+    index.add(list(DOCS), list(DOCS.values()))
+    return index
+
+
+def test_tokenize_drops_punctuation_and_particles():
+    assert tokenize("年假有几天？") == ["年", "假", "几天"]
+    assert "vpn" in tokenize("怎么连接VPN")
+
+
+def test_bm25_ranks_the_matching_chunk_first_and_skips_unrelated():
+    ids, scores = build().search("VPN客户端在哪里下载", 3)
+    assert ids[0] == 3 and scores[0] > 0
+    assert list(scores) == sorted(scores, reverse=True)
+    assert len(build().search("红烧肉", 3)[0]) == 0
+
+
+def test_removed_chunks_are_gone_before_and_after_compaction(tmp_path):
+    index = build()
+    index.remove([3])
+    assert 3 not in index.search("VPN", 3)[0]
+    index.add([4], ["VPN账号被锁定30分钟后自动解锁。"])
+    assert index.search("VPN", 3)[0].tolist() == [4]
+    index.save(tmp_path)
+    loaded = LexicalIndex.load(tmp_path)
+    assert loaded.search("VPN", 3)[0].tolist() == [4]
+    assert sorted(loaded.ids.tolist()) == [1, 2, 4]
+
+
+def test_saved_file_loads_without_pickle(tmp_path):
+    build().save(tmp_path)
+    with np.load(tmp_path / FILE_NAME, allow_pickle=False) as z:
+        assert all(z[k].dtype != object for k in z.files)
+
+
+def test_catch_up_tokenises_only_missing_chunks(tmp_path):
+    index = build()
+    asked = []
+
+    def texts_for(ids):
+        asked.extend(ids.tolist())
+        yield ids, ["报销需在30天内提交发票。" for _ in ids]
+
+    changed = index.catch_up(np.array([1, 2, 5]), texts_for)
+    assert changed == 2 and asked == [5]
+    assert index.search("发票", 3)[0].tolist() == [5]
+    assert 3 not in index.search("VPN", 3)[0]

@@ -1,0 +1,92 @@
+"""Hybrid retrieval: fusion, removal from both indexes, HNSW with tombstones, overlap merging."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kbqa.config import IngestConfig, RetrieveConfig, SplitConfig
+from kbqa.errors import BadInput, Conflict
+from kbqa.kb import KnowledgeBase
+from kbqa.retrieve import Retriever, merge_adjacent, rrf
+from kbqa.store.faiss_store import FaissStore, new_index
+from kbqa.types import Hit
+from tests.fakes import HashEmbedder
+
+LEAVE = "# 休假制度\n\n## 年假\n\n员工入职满一年后，每年享有5天带薪年假。满十年的员工每年享有10天年假。\n"
+TRAVEL = "# 出差标准\n\n一线城市住宿标准为每晚600元，其他城市每晚400元。出差补贴每天100元。\n"
+VPN = "远程办公需要先连接公司VPN。VPN客户端可在IT门户下载，账号与邮箱相同。\n"
+
+
+@pytest.fixture
+def kb(tmp_path: Path) -> KnowledgeBase:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, text in [("leave.md", LEAVE), ("travel.md", TRAVEL), ("vpn.txt", VPN)]:
+        (docs / name).write_text(text, encoding="utf-8")
+    e = HashEmbedder()
+    kb = KnowledgeBase.open_or_create(tmp_path / "home", "demo", e, "test", SplitConfig())
+    kb.ingest([docs], e, IngestConfig())
+    return kb
+
+
+def test_hybrid_search_finds_the_right_document(kb):
+    hits = Retriever(kb, HashEmbedder()).search("VPN客户端在哪下载", top_k=2)
+    assert hits[0].source.endswith("vpn.txt")
+    assert all(-1 <= h.score <= 1.0001 for h in hits)
+
+
+def test_rrf_rewards_agreement():
+    fused = rrf([(np.array([1, 2]), 1.0), (np.array([2, 3]), 1.0)], 60)
+    assert max(fused, key=fused.get) == 2
+
+
+def test_a_removed_document_is_gone_from_dense_and_lexical(kb):
+    kb.remove("vpn.txt")
+    reopened = KnowledgeBase.open(kb.folder.parent, kb.name)
+    r = Retriever(reopened, HashEmbedder(), RetrieveConfig(dense_weight=0.0))
+    assert not any(h.source.endswith("vpn.txt") for h in r.search("VPN", 5))
+    assert len(reopened.indexes.lexical) == len(reopened.indexes.dense)
+
+
+def test_stale_lexical_index_is_rebuilt_from_sqlite(kb):
+    (kb.folder / "lexical.npz").unlink()
+    reopened = KnowledgeBase.open(kb.folder.parent, kb.name)
+    assert Retriever(reopened, HashEmbedder()).search("住宿标准", 1)[0].source.endswith("travel.md")
+
+
+def test_bad_queries_and_other_models_are_clear_errors(kb):
+    with pytest.raises(BadInput):
+        Retriever(kb, HashEmbedder()).search("   ")
+    with pytest.raises(Conflict, match="embedding model"):
+        Retriever(kb, HashEmbedder(model_id="other/model"))
+
+
+def test_hnsw_tombstones_hide_removed_ids_and_survive_save(tmp_path):
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((300, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    store = FaissStore(16, new_index(16, "hnsw"))
+    store.add(np.arange(300), vecs)
+    store.remove(np.array([7]))
+    assert 7 not in store.search(vecs[7:8], 5)[1][0]
+    store.save(tmp_path)
+    loaded = FaissStore.load(tmp_path, 16)
+    assert loaded.kind == "hnsw" and len(loaded) == 299
+    assert 7 not in loaded.search(vecs[7:8], 5)[1][0]
+    flat = FaissStore(16)
+    flat.add(np.arange(300), vecs)
+    flat.optimise(hnsw_threshold=100)
+    assert flat.kind == "hnsw" and flat.search(vecs[3:4], 1)[1][0][0] == 3
+
+
+def test_overlapping_neighbours_merge_and_distinct_ones_do_not():
+    a = Hit(10, 1, "f", "第一句。共享的重叠文字。", 0.8)
+    b = Hit(11, 1, "f", "共享的重叠文字。第三句。", 0.7)
+    c = Hit(12, 1, "f", "另一节的内容。", 0.6)
+    merged = merge_adjacent([b, a, c])
+    assert merged[0].text == "第一句。共享的重叠文字。第三句。"
+    assert merged[0].metadata["chunk_ids"] == [10, 11] and merged[0].score == 0.8
+    assert len(merged) == 2
