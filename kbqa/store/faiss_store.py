@@ -72,9 +72,19 @@ class FaissStore:
         if len(self) == 0:
             n = len(queries)
             return np.zeros((n, k), np.float32), np.full((n, k), -1, np.int64)
-        if self.kind == "flat":
-            return self._index.search(queries, k)
         import faiss
+
+        if self.kind == "flat":
+            if len(queries) > 1:
+                return self._index.search(queries, k)
+            # One query gains nothing from OpenMP but pays its barrier: measured 165 ms with two
+            # threads against 2 ms with one at 10k vectors on a busy 2-core machine.
+            threads = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(1)
+            try:
+                return self._index.search(queries, k)
+            finally:
+                faiss.omp_set_num_threads(threads)
 
         fetch = min(k + len(self._removed), int(self._index.ntotal))
         params = faiss.SearchParametersHNSW(efSearch=max(ef_search or HNSW_EF_SEARCH, fetch))

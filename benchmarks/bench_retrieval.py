@@ -1,0 +1,210 @@
+"""Retrieval benchmark: CMRC 2018 quality and refusal, and dense search speed at scale.
+
+    python benchmarks/bench_retrieval.py quality   # hit@1/5, MRR@10, refusal rates (e5)
+    python benchmarks/bench_retrieval.py speed     # p50/p95 flat vs HNSW, HNSW recall@10
+
+e5 vectors are cached in benchmarks/out/ (git-ignored) keyed by text, so a re-run costs
+seconds; the first run embeds ~470 chunks and ~1,000 questions (minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "cmrc2018_trial.json"
+OUT = ROOT / "benchmarks" / "out"
+sys.path.insert(0, str(ROOT))
+
+# Written for this benchmark (not the calibration's OFF_TOPIC list in kbqa/refusal.py): questions
+# a Chinese-Wikipedia sample of games, people, places and history cannot answer.
+OFF_TOPIC = [
+    "我的快递什么时候能到？",
+    "公司年假有几天？",
+    "报销需要哪些发票？",
+    "怎么重置邮箱密码？",
+    "明天上海会不会下雪",
+    "糖醋排骨的做法",
+    "怎么给手机清理内存",
+    "晚饭吃什么好",
+    "信用卡逾期了怎么办",
+    "社保断缴有什么影响",
+    "孩子发烧38度要去医院吗",
+    "如何申请加班费",
+    "Python怎么读取Excel文件",
+    "租房合同要注意什么",
+    "高铁可以带充电宝吗",
+    "怎么开发票抬头",
+    "失眠吃什么水果好",
+    "驾照扣分怎么查",
+    "小区停车费多少钱一个月",
+    "什么牌子的洗衣机好",
+    "如何给领导写请假条",
+    "公积金怎么提取",
+    "WiFi密码忘了怎么办",
+    "猫砂多久换一次",
+    "How much is a coffee at the canteen?",
+    "What time does the gym open?",
+    "会议室怎么预定",
+    "打印机卡纸怎么处理",
+    "离职证明怎么开",
+    "体检报告什么时候出",
+]
+
+
+class CachedEmbedder:
+    """The real embedder behind a text-keyed vector cache (benchmarks/out/*.npz)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.model_id, self.dim = inner, inner.model_id, inner.dim
+        self.cache: dict[str, np.ndarray] = {}
+        for name in ("prefill_q.npz", "prefill_p.npz", "cache.npz"):
+            if (OUT / name).is_file():
+                with np.load(OUT / name, allow_pickle=False) as z:
+                    self.cache.update(zip(z["keys"].tolist(), z["vecs"], strict=True))
+        self.misses = 0
+
+    def _embed(self, kind: str, texts, fn) -> np.ndarray:
+        keys = [hashlib.sha1((kind + t).encode()).hexdigest() for t in texts]
+        todo = [i for i, k in enumerate(keys) if k not in self.cache]
+        if todo:
+            self.misses += len(todo)
+            vecs = fn([texts[i] for i in todo])
+            self.cache.update((keys[i], v) for i, v in zip(todo, vecs, strict=True))
+        return np.stack([self.cache[k] for k in keys]) if keys else np.zeros((0, self.dim))
+
+    def embed_passages(self, texts):
+        return self._embed("p", list(texts), self.inner.embed_passages)
+
+    def embed_queries(self, texts):
+        return self._embed("q", list(texts), self.inner.embed_queries)
+
+    def save(self) -> None:
+        keys = list(self.cache)
+        np.savez(
+            OUT / "cache.npz", keys=np.array(keys), vecs=np.stack([self.cache[k] for k in keys])
+        )
+
+
+def cmrc_kb(embedder, home: Path):
+    """A KB of the CMRC paragraphs (one .txt document each), chunked with the defaults."""
+    from kbqa.config import IngestConfig, SplitConfig
+    from kbqa.kb import KnowledgeBase
+
+    data = json.loads(DATA.read_text(encoding="utf-8"))
+    docs = home / "docs"
+    docs.mkdir(parents=True)
+    questions = []
+    for a in data["data"]:
+        for p in a["paragraphs"]:
+            (docs / f"{p['id']}.txt").write_text(p["context"], encoding="utf-8")
+            questions += [(q["question"], p["id"]) for q in p["qas"] if q["question"].strip()]
+    kb = KnowledgeBase.open_or_create(home / "kbs", "cmrc", embedder, "default", SplitConfig())
+    kb.ingest([docs], embedder, IngestConfig())
+    return kb, questions
+
+
+def quality() -> dict:
+    from kbqa.ask import Asker
+    from kbqa.config import AskConfig, EmbedConfig, RetrieveConfig
+    from kbqa.embed import load_embedder
+    from kbqa.prompt import load_prompts
+    from kbqa.retrieve import Retriever
+
+    emb = CachedEmbedder(load_embedder(None, EmbedConfig()))
+    home = Path(tempfile.mkdtemp())
+    kb, questions = cmrc_kb(emb, home)
+    qv = emb.embed_queries([q for q, _ in questions])
+    chunks = kb.store.counts()["chunks"]
+    results = {"chunks": chunks, "questions": len(questions)}
+    variants = {
+        "dense": RetrieveConfig(top_k=10, lexical_weight=0.0),
+        "bm25": RetrieveConfig(top_k=10, dense_weight=0.0),
+        "rrf": RetrieveConfig(top_k=10),
+    }
+    for name, cfg in variants.items():
+        r = Retriever(kb, emb, cfg)
+        ranks = []
+        for (q, gold), v in zip(questions, qv, strict=True):
+            hits = r.retrieve(q, 10, v).hits
+            docs = [Path(h.source).stem for h in hits]
+            ranks.append(docs.index(gold) + 1 if gold in docs else 0)
+        ranks = np.array(ranks)
+        results[name] = {
+            "hit@1": round(float(np.mean(ranks == 1)), 3),
+            "hit@5": round(float(np.mean((ranks >= 1) & (ranks <= 5))), 3),
+            "mrr@10": round(float(np.mean(np.where(ranks > 0, 1 / np.maximum(ranks, 1), 0))), 3),
+        }
+        print(name, results[name], flush=True)
+    asker = Asker(kb, emb, None, load_prompts(), AskConfig())
+    threshold, origin = asker.threshold()
+    answered = sum(not asker.ask(q).refused for q, _ in questions)
+    refused = sum(asker.ask(q).refused for q in OFF_TOPIC)
+    results["refusal"] = {
+        "threshold": threshold, "threshold_from": origin,
+        "calibration": kb.manifest.extra.get("refusal"),
+        "real_answered": round(answered / len(questions), 3),
+        "offtopic_refused": round(refused / len(OFF_TOPIC), 3),
+    }  # fmt: skip
+    t = time.perf_counter()
+    for q in ["《战国无双3》是由哪两个公司合作开发的？"] * 20:
+        emb.inner.embed_queries([q])
+    results["query_embed_ms"] = round((time.perf_counter() - t) / 20 * 1000, 1)
+    emb.save()
+    return results
+
+
+def speed(sizes=(10_000, 100_000, 1_000_000), dim: int = 384, queries: int = 200) -> dict:
+    """Random unit vectors (say so when reporting): flat vs HNSW latency and HNSW recall@10."""
+    import faiss
+
+    from kbqa.store.faiss_store import FaissStore, new_index
+
+    rng = np.random.default_rng(0)
+    out = {"threads": faiss.omp_get_max_threads()}
+    for n in sizes:
+        base = rng.standard_normal((n, dim), dtype=np.float32)
+        base /= np.linalg.norm(base, axis=1, keepdims=True)
+        # Queries near stored vectors, as real questions are near their passages.
+        q = base[rng.integers(0, n, queries)] + 0.5 * rng.standard_normal((queries, dim)) / 20
+        q = (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+        row = {}
+        truth = None
+        for kind in ("flat", "hnsw"):
+            t = time.perf_counter()
+            store = FaissStore(dim, new_index(dim, kind))
+            store.add(np.arange(n, dtype=np.int64), base)
+            build = time.perf_counter() - t
+            lat, found = [], []
+            for v in q:
+                t = time.perf_counter()
+                _, ids = store.search(v[None], 10)
+                lat.append((time.perf_counter() - t) * 1000)
+                found.append(ids[0])
+            found = np.array(found)
+            if kind == "flat":
+                truth = found
+            recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)])
+            row[kind] = {
+                "build_s": round(build, 1), "p50_ms": round(float(np.percentile(lat, 50)), 2),
+                "p95_ms": round(float(np.percentile(lat, 95)), 2), "recall@10": round(recall, 3),
+            }  # fmt: skip
+            print(n, kind, row[kind], flush=True)
+        out[str(n)] = row
+    return out
+
+
+if __name__ == "__main__":
+    what = sys.argv[1] if len(sys.argv) > 1 else "quality"
+    sizes = tuple(int(s) for s in sys.argv[2:]) or (10_000, 100_000, 1_000_000)
+    result = quality() if what == "quality" else speed(sizes)
+    OUT.mkdir(exist_ok=True)
+    (OUT / f"{what}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    print(json.dumps(result, indent=2, ensure_ascii=False))
