@@ -29,7 +29,7 @@ _jieba_ready = False
 def tokenize(text: str) -> list[str]:
     """jieba search-mode tokens, lower-cased, without punctuation and stopwords.
 
-    Example: ``tokenize("年假有几天？")`` -> ``["年假", "天"]``.
+    Example: ``tokenize("年假有几天？")`` -> ``["年", "假", "几天"]``.
     """
     global _jieba_ready
     import jieba
