@@ -16,7 +16,12 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FACTS = [("年假有几天？", "十五天"), ("报销期限？", "三十天内"), ("几点上班？", "九点"), ("加班？", "提前申请")]
+FACTS = [
+    ("年假有几天？", "十五天"),
+    ("报销期限？", "三十天内"),
+    ("几点上班？", "九点"),
+    ("加班？", "提前申请"),
+]
 
 
 def one(method: str, steps: int, batch: int, threads: int) -> dict:

@@ -176,3 +176,42 @@ def test_qa_pairs_command_writes_samples(tmp_path: Path, monkeypatch: pytest.Mon
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert report["samples"] == len(rows) and report["by_origin"]["qa"] == 1
     assert len(read_training_file(out)) == len(rows)  # its own output trains as is
+
+
+def test_qa_pairs_from_a_real_kb_with_hybrid_retrieval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kbqa.config import IngestConfig, SplitConfig
+    from kbqa.kb import KnowledgeBase
+    from tests.fakes import HashEmbedder
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "faq.csv").write_text(
+        "问题,答案\n年假有几天？,十五天。\n几点上班？,九点。\n", encoding="utf-8"
+    )
+    (docs / "hr.md").write_text(f"# 员工手册\n\n## 假期\n\n{PROSE}\n", encoding="utf-8")
+    (docs / "money.txt").write_text("费用须在30天内报销，逾期不予受理。\n", encoding="utf-8")
+    embedder = HashEmbedder()
+    kb = KnowledgeBase.open_or_create(tmp_path / "home", "demo", embedder, "test", SplitConfig())
+    kb.ingest([docs], embedder, IngestConfig())
+    kb.close()
+    monkeypatch.setenv("KBQA_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr("kbqa.embed.load_embedder", lambda spec, config: embedder)
+    app = typer.Typer()
+    ft_cli.register(app)
+    out = tmp_path / "pairs.jsonl"
+    args = ["qa-pairs", "--kb", "demo", "--out", str(out), "--dev-ratio", "0.34", "--json"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert {r["origin"] for r in rows} == {"qa", "rule"}
+    assert any(r["question"] == "年假有几天？" and r["response"] == "十五天。" for r in rows)
+    sides: dict[str, set[str]] = {}
+    for r in rows:
+        sides.setdefault(r["source"], set()).add(r["split"])
+        if not r["refusal"]:
+            assert r["context"].strip() in r["prompt"]
+    assert all(len(s) == 1 for s in sides.values()) and {"train", "dev"} <= set().union(
+        *sides.values()
+    )

@@ -43,11 +43,14 @@ def open_kb_source(name: str) -> tuple[Iterable[Hit], Callable[[str, int], list[
     from kbqa.config import Settings
     from kbqa.embed import load_embedder
     from kbqa.kb import KnowledgeBase
+    from kbqa.retrieve import Retriever
 
     s = Settings()
     kb = KnowledgeBase.open(s.home, name)
     embedder = load_embedder(s.embedding_model or kb.manifest.embedding_spec, s.embed_config())
-    return kb.iter_chunks(), lambda q, k: kb.search(q, k, embedder)
+    # The hybrid retrieval `kbqa ask` runs, so distractors are the ones the model will meet.
+    retriever = Retriever(kb, embedder, s.retrieve_config())
+    return kb.iter_chunks(), lambda q, k: retriever.search(q, k)
 
 
 def qa_pairs(

@@ -89,16 +89,19 @@ def text_scores(predictions: Sequence[str], references: Sequence[str]) -> dict[s
 
 def answer_scores(
     predictions: Sequence[str], references: Sequence[str], refusal: str
-) -> dict[str, float]:
-    """Exact match, reference containment and refusal agreement (1.0 is perfect)."""
+) -> dict[str, float | None]:
+    """kbqa.evaluate's answer metrics (CMRC char F1, containment, refusal) plus exact match."""
+    from kbqa.evaluate import char_f1, contains_answer, refusal_metrics
+
     n = max(len(predictions), 1)
     pairs = list(zip(predictions, references, strict=True))
-    strip = str.strip
-    return {
-        "exact_match": round(sum(strip(p) == strip(r) for p, r in pairs) / n, 4),
-        "contains_answer": round(sum(strip(r) in p for p, r in pairs) / n, 4),
-        "refusal_accuracy": round(sum((refusal in p) == (refusal in r) for p, r in pairs) / n, 4),
+    out: dict[str, float | None] = {
+        "exact_match": round(sum(p.strip() == r.strip() for p, r in pairs) / n, 4),
+        "char_f1": round(sum(char_f1(p, [r]) for p, r in pairs) / n, 4),
+        "contains_answer": round(sum(contains_answer(p, [r]) for p, r in pairs) / n, 4),
     }
+    refused = [refusal in p for p, _ in pairs]
+    return out | refusal_metrics(refused, [refusal in r for _, r in pairs])
 
 
 def evaluate(

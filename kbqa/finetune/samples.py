@@ -55,9 +55,14 @@ class TrainRow:
         return self.messages[-1]["content"]
 
 
+def _holds_gold(hit: Hit, pair: QAPair) -> bool:
+    return hit.chunk_id == pair.chunk_id or pair.context.strip() in hit.text
+
+
 def _gold_context(pair: QAPair, hits: list[Hit], top_k: int, rng: random.Random) -> list[Hit]:
     hits = hits[:top_k]
-    if any(h.chunk_id == pair.chunk_id for h in hits):
+    # Retrieval may merge adjacent chunks into one hit: then the gold text sits inside it.
+    if any(_holds_gold(h, pair) for h in hits):
         return hits
     gold = Hit(pair.chunk_id, pair.doc_id, pair.source, pair.context, 0.0, {})
     # Retrieval missed the gold chunk: put it at a random rank so the model does not learn
@@ -100,9 +105,8 @@ def build_samples(
         )
         if i in refuse:
             # Without the gold chunk, and without any chunk that happens to state the answer.
-            others = [h for h in hits if h.chunk_id != pair.chunk_id and pair.answer not in h.text][
-                : config.top_k
-            ]
+            others = [h for h in hits if not _holds_gold(h, pair) and pair.answer not in h.text]
+            others = others[: config.top_k]
             rows.append(
                 base
                 | {
