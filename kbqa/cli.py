@@ -368,6 +368,16 @@ def serve(
     uvicorn.run("kbqa.api.app:create_app", factory=True, host=host, port=port)
 
 
+def _register_modules() -> None:
+    """Commands that live beside the stage they drive."""
+    from kbqa.finetune.cli import register as register_finetune
+
+    register_finetune(app)
+
+
+_register_modules()
+
+
 def main() -> None:
     app()
 

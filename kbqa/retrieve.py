@@ -100,18 +100,14 @@ class Retriever:
         cosine = dict(zip(dense_ids.tolist(), dense_cos.tolist(), strict=True))
         missing = [c for c in order if c not in cosine]
         if missing:
-            cosine.update(zip(missing, _cosines(indexes.dense, missing, qv[0]), strict=True))
+            # From SQLite, the source of truth: works the same for FAISS and Milvus KBs.
+            vecs = self.kb.store.vectors_of(missing, qv.shape[1])
+            cosine.update(zip(missing, (vecs @ qv[0]).astype(float).tolist(), strict=True))
         hits = self.kb.store.hits(order, [cosine[c] for c in order])
         if self.config.merge_overlaps:
             hits = merge_adjacent(hits)
         timings["fuse_ms"] = _ms(time.perf_counter() - t3)
         return Retrieval(hits=hits[:k], query_vector=qv[0], timings=timings)
-
-
-def _cosines(dense, ids: list[int], query: np.ndarray) -> list[float]:
-    """Cosine of stored vectors (read back from the FAISS index) with the query vector."""
-    vecs = np.stack([dense._index.reconstruct(int(c)) for c in ids])
-    return (vecs @ query).astype(float).tolist()
 
 
 def merge_adjacent(hits: list[Hit]) -> list[Hit]:

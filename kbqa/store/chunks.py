@@ -229,6 +229,14 @@ class ChunkStore:
             yield ids, vecs
             last = rows[-1][0]
 
+    def vectors_of(self, ids: list[int], dim: int) -> np.ndarray:
+        """Stored vectors for these chunk ids, in order (zeros for an id no longer stored)."""
+        marks = ",".join("?" * len(ids))
+        rows = self._db.execute(f"SELECT id, vector FROM chunks WHERE id IN ({marks})", ids)
+        by_id = {r[0]: np.frombuffer(r[1], dtype=np.float32) for r in rows}
+        zero = np.zeros(dim, np.float32)
+        return np.stack([by_id.get(int(i), zero) for i in ids]) if ids else zero[None, :0]
+
     def iter_texts(self, batch: int = 5000) -> Iterator[tuple[np.ndarray, list[str]]]:
         """(ids, index texts) in batches, for rebuilding the lexical index."""
         last = 0
