@@ -41,7 +41,7 @@ class Asker:
         self.prompts = prompts
 
     def threshold(self) -> tuple[float, str]:
-        """(cosine threshold, where it came from): the user's override, else the calibration."""
+        """(relevance threshold, where it came from): the user's override, else the calibration."""
         if self.config.refusal_threshold is not None:
             return self.config.refusal_threshold, "override"
         from kbqa.refusal import threshold_for
@@ -74,6 +74,8 @@ class Asker:
         timings["retrieve_ms"] = _ms(time.perf_counter() - started)
         info: dict[str, Any] = {
             "best_cosine": round(found.best_cosine, 4),
+            "coverage": round(found.coverage, 4),
+            "relevance": round(found.relevance, 4),
             "threshold": threshold,
             "threshold_from": origin,
         }
@@ -83,7 +85,7 @@ class Asker:
         if faq is not None:
             info["faq_similarity"] = faq.similarity
             mode, sources, text = "faq", [faq.hit], faq.answer
-        elif not hits or found.best_cosine < threshold:
+        elif not hits or found.relevance < threshold:
             # Refusal comes before any generation: nothing relevant means nothing to invent from.
             mode, sources, text = ("generative" if self.generator else "extractive"), [], None
         else:

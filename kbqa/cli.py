@@ -209,8 +209,8 @@ def ask(
     refusal_threshold: Annotated[
         float | None,
         typer.Option(
-            help="Refuse below this best cosine [env: KBQA_REFUSAL_THRESHOLD; default: "
-            "calibrated per KB]."
+            help="Refuse below this relevance (best cosine + 0.1 x lexical coverage, -1..1.1) "
+            "[env: KBQA_REFUSAL_THRESHOLD; default: calibrated per KB]."
         ),
     ] = None,
     stream: Annotated[bool, typer.Option("--stream", help="Print the answer as it comes.")] = False,

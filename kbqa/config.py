@@ -108,7 +108,8 @@ class AskConfig:
     """Answering: FAQ matching, refusal threshold (None: calibrated per KB), answer length."""
 
     retrieve: RetrieveConfig = field(default_factory=RetrieveConfig)
-    refusal_threshold: float | None = None  # cosine; overrides the KB's calibrated value
+    # On Retrieval.relevance (best cosine + 0.1 x lexical coverage); overrides the calibration.
+    refusal_threshold: float | None = None
     faq: bool = True
     faq_min_similarity: float = 0.8  # question-to-stored-question similarity for a FAQ answer
     max_question_chars: int = 512
@@ -117,9 +118,10 @@ class AskConfig:
     max_new_tokens: int = 512
 
     def __post_init__(self) -> None:
-        if self.refusal_threshold is not None and not -1 <= self.refusal_threshold <= 1:
+        if self.refusal_threshold is not None and not -1 <= self.refusal_threshold <= 1.1:
             raise BadInput(
-                f"refusal_threshold is a cosine in [-1, 1], got {self.refusal_threshold}"
+                "refusal_threshold is a relevance in [-1, 1.1] (cosine + 0.1 x lexical "
+                f"coverage), got {self.refusal_threshold}"
             )
         if not 0 < self.faq_min_similarity <= 1:
             raise BadInput(f"faq_min_similarity must be in (0, 1], got {self.faq_min_similarity}")

@@ -186,6 +186,18 @@ class LexicalIndex:
         df = 0 if tid is None else int(self.alive[self._postings(tid)[0]].sum())
         return float(np.log(1.0 + (n - df + 0.5) / (df + 0.5)))
 
+    def coverage(self, query: str, text: str) -> float:
+        """Share of the query's IDF weight whose tokens occur in ``text`` (0 to 1).
+
+        A question about the KB shares its rare words with the passage that answers it; an
+        off-topic one shares at most common words, whatever its embedding says.
+        """
+        weights = {t: self.idf(t) for t in set(tokenize(query))}
+        total = sum(weights.values())
+        if total <= 0:
+            return 0.0
+        return sum(w for t, w in weights.items() if t in text.lower()) / total
+
     # -- persistence --------------------------------------------------------------------------
 
     def save(self, folder: Path) -> None:

@@ -15,7 +15,7 @@ from kbqa.retrieve import Retriever
 log = logging.getLogger(__name__)
 
 EXTRA_KEY = "refusal"
-METHOD = "probe-vs-offtopic-v1"
+METHOD = "probe-vs-offtopic-v2"  # v2: thresholds Retrieval.relevance, not the bare cosine
 PROBES = 48
 # Questions no company knowledge base should answer. They are the negatives of every
 # calibration, so they must stay generic (weather, food, sport, trivia) and never be used to
@@ -58,7 +58,7 @@ OFF_TOPIC = (
 
 @dataclass
 class Calibration:
-    """A threshold on the best dense cosine of a question's hits, and what it came from."""
+    """A threshold on a question's retrieval relevance (Retrieval.relevance), and its origin."""
 
     threshold: float
     model_id: str
@@ -110,10 +110,10 @@ def calibrate(retriever: Retriever, probes: int = PROBES) -> Calibration | None:
 
 
 def _best(retriever: Retriever, queries: list[str]) -> np.ndarray:
-    """Best cosine of each query's hits; queries are embedded in one batch (the slow part)."""
+    """Relevance of each query's hits; queries are embedded in one batch (the slow part)."""
     vectors = retriever.embedder.embed_queries(queries)
     return np.array(
-        [retriever.retrieve(q, 5, v).best_cosine for q, v in zip(queries, vectors, strict=True)]
+        [retriever.retrieve(q, 5, v).relevance for q, v in zip(queries, vectors, strict=True)]
     )
 
 

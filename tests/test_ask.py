@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -141,3 +142,15 @@ def test_template_without_question_is_a_clear_error(tmp_path):
     (folder / "refusal.txt").write_text("无法回答。", encoding="utf-8")
     with pytest.raises(BadInput, match=r"knowledge_qa.txt.*\{question\}"):
         load_prompts(folder)
+
+
+def test_refusal_thresholds_relevance_not_the_bare_cosine():
+    """Lexical coverage lifts a question that shares the passage's rare words."""
+    from kbqa.retrieve import COVERAGE_WEIGHT, Retrieval
+    from kbqa.types import Hit
+
+    hit = Hit(1, 1, "a.md", "年假为五天", 0.85, {})
+    on_topic = Retrieval([hit], np.zeros(3, np.float32), coverage=1.0)
+    off_topic = Retrieval([hit], np.zeros(3, np.float32), coverage=0.0)
+    assert on_topic.relevance == pytest.approx(0.85 + COVERAGE_WEIGHT)
+    assert off_topic.relevance == pytest.approx(0.85)

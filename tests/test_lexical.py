@@ -61,3 +61,12 @@ def test_catch_up_tokenises_only_missing_chunks(tmp_path):
     assert changed == 2 and asked == [5]
     assert index.search("发票", 3)[0].tolist() == [5]
     assert 3 not in index.search("VPN", 3)[0]
+
+
+def test_coverage_weighs_the_rare_words_a_passage_shares_with_the_question():
+    index = build()
+    assert index.coverage("VPN客户端在哪里下载", DOCS[3]) == 1.0
+    assert index.coverage("红烧肉怎么做", DOCS[3]) == 0.0
+    partial = index.coverage("VPN和红烧肉", DOCS[3])
+    assert 0.0 < partial < 1.0
+    assert index.coverage("？！", DOCS[3]) == 0.0  # no tokens at all
