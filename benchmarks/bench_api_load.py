@@ -1,0 +1,239 @@
+"""Load test: N concurrent clients of search + ask against a local server vs the same calls in-process.
+
+    python benchmarks/bench_api_load.py --chunks 10000 --clients 16 --seconds 60
+
+Builds (once, cached under --home) a KB of synthetic Chinese policy text with the test
+HashEmbedder (instant, so the numbers measure the service, not the model), then runs the same
+mix of calls twice for --seconds each: in-process (threads calling Retriever.search and
+Asker.ask) and over HTTP (asyncio clients against `uvicorn` in a child process). Asks are
+extractive (no LLM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TOPICS = ["年假", "报销", "出差", "考勤", "加班", "社保", "公积金", "培训", "招聘", "离职",
+          "合同", "保密", "VPN", "邮箱", "会议室", "打印机", "门禁", "食堂", "班车", "体检"]  # fmt: skip
+ACTIONS = ["申请", "审批", "登记", "报备", "核对", "归档", "发放", "续签", "变更", "撤销"]
+
+
+def paragraph(rng: random.Random, i: int) -> str:
+    t, a = rng.choice(TOPICS), rng.choice(ACTIONS)
+    days, money = rng.randint(1, 30), rng.randint(50, 5000)
+    return (
+        f"## 第{i}条 {t}{a}规定\n\n员工办理{t}{a}时，应在{days}个工作日内通过星云OA提交材料，"
+        f"由部门负责人审核后转人力资源部复核。涉及费用的，单次金额不超过{money}元的由部门负责人"
+        f"审批，超过{money}元的需分管副总审批。{t}相关的原始凭证须保存至少{days}个月，"
+        f"逾期未{a}的视为自动放弃。如有疑问请联系内线{1000 + i % 9000}。"
+    )
+
+
+def build(home: Path, chunks: int) -> None:
+    from kbqa.config import IngestConfig, SplitConfig
+    from kbqa.kb import KnowledgeBase
+    from tests.fakes import HashEmbedder
+
+    if (home / "load" / "manifest.json").is_file():
+        return
+    src = home.parent / "load-src"
+    src.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(7)
+    per_file = 100
+    for f in range(max(1, chunks // per_file)):
+        text = "\n\n".join(paragraph(rng, f * per_file + i) for i in range(per_file))
+        (src / f"制度{f:04d}.md").write_text(f"# 制度汇编 {f}\n\n{text}\n", encoding="utf-8")
+    embedder = HashEmbedder()
+    kb = KnowledgeBase.open_or_create(home, "load", embedder, "test", SplitConfig())
+    started = time.monotonic()
+    report = kb.ingest([src], embedder, IngestConfig())
+    print(
+        f"built KB: {report.chunks_added} chunks in {time.monotonic() - started:.0f} s", flush=True
+    )
+
+
+def questions(n: int = 200) -> list[str]:
+    rng = random.Random(11)
+    return [f"{rng.choice(TOPICS)}{rng.choice(ACTIONS)}需要谁审批？" for _ in range(n)]
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))] * 1000
+
+
+def summary(lat: dict[str, list[float]], errors: int, seconds: float) -> dict:
+    out = {"errors": errors, "requests_per_s": round(sum(map(len, lat.values())) / seconds, 1)}
+    for kind, values in lat.items():
+        out[kind] = {
+            "n": len(values), "rps": round(len(values) / seconds, 1),
+            "p50_ms": round(pct(values, 0.50), 1), "p95_ms": round(pct(values, 0.95), 1),
+            "p99_ms": round(pct(values, 0.99), 1),
+        }  # fmt: skip
+    return out
+
+
+def in_process(home: Path, clients: int, seconds: float) -> dict:
+    from kbqa.ask import Asker
+    from kbqa.config import Settings
+    from kbqa.kb import KnowledgeBase
+    from kbqa.prompt import load_prompts
+    from kbqa.retrieve import Retriever
+    from tests.fakes import HashEmbedder
+
+    s, embedder = Settings(home=home), HashEmbedder()
+    kb = KnowledgeBase.open(home, "load")
+    retriever = Retriever(kb, embedder, s.retrieve_config())
+    asker = Asker(kb, embedder, None, load_prompts(), s.ask_config())
+    qs = questions()
+    asker.ask(qs[0])  # warm-up: index load, refusal calibration, jieba dictionary
+    lat: dict[str, list[float]] = {"search": [], "ask": []}
+    errors = [0]
+    stop = time.monotonic() + seconds
+    lock = threading.Lock()
+
+    def worker(w: int) -> None:
+        i = w
+        while time.monotonic() < stop:
+            kind = "search" if i % 2 == 0 else "ask"
+            q = qs[i % len(qs)]
+            t = time.perf_counter()
+            try:
+                retriever.search(q, 5) if kind == "search" else asker.ask(q)
+                with lock:
+                    lat[kind].append(time.perf_counter() - t)
+            except Exception:  # noqa: BLE001 - counted, like an HTTP error
+                errors[0] += 1
+            i += clients
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(worker, range(clients)))
+    return summary(lat, errors[0], time.monotonic() - started)
+
+
+async def over_http(url: str, clients: int, seconds: float) -> dict:
+    # aiohttp: the lightest client at hand, since it shares the machine's cores with the server.
+    import aiohttp
+
+    qs = questions()
+    lat: dict[str, list[float]] = {"search": [], "ask": []}
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=clients)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as session:
+        async with session.post("/v1/kbs/load/ask", json={"question": qs[0]}) as r:  # warm-up
+            await r.read()
+        stop = time.monotonic() + seconds
+
+        async def worker(w: int) -> None:
+            nonlocal errors
+            i = w
+            while time.monotonic() < stop:
+                kind = "search" if i % 2 == 0 else "ask"
+                q = qs[i % len(qs)]
+                body = {"query": q, "top_k": 5} if kind == "search" else {"question": q}
+                t = time.perf_counter()
+                try:
+                    async with session.post(f"/v1/kbs/load/{kind}", json=body) as r:
+                        await r.read()
+                        ok = r.status == 200
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    ok = False
+                if ok:
+                    lat[kind].append(time.perf_counter() - t)
+                else:
+                    errors += 1
+                i += clients
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker(w) for w in range(clients)))
+    return summary(lat, errors, time.monotonic() - started)
+
+
+def serve(home: Path, port: int) -> None:
+    import uvicorn
+
+    from kbqa.api.app import create_app
+    from kbqa.config import Settings
+    from tests.fakes import HashEmbedder
+
+    app = create_app(Settings(home=home), embedder=HashEmbedder(), generator=None)
+    # httptools + uvloop when installed (uvicorn[standard]); plain h11/asyncio otherwise.
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_up(url: str, proc: subprocess.Popen) -> None:
+    import httpx
+
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise SystemExit("the server exited during start-up")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit("the server did not start")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--home", type=Path, default=ROOT / "benchmarks" / "out" / "api_load" / "home")
+    p.add_argument("--chunks", type=int, default=10_000)
+    p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # child process: the server
+    args = p.parse_args()
+    if args.serve:
+        serve(args.home, args.serve)
+        return
+    build(args.home, args.chunks)
+    result = {"clients": args.clients, "seconds": args.seconds, "embedder": "HashEmbedder",
+              "cpus": os.cpu_count(), "load_avg_before": os.getloadavg()[0]}  # fmt: skip
+    result["in_process"] = in_process(args.home, args.clients, args.seconds)
+    print("in-process:", json.dumps(result["in_process"]), flush=True)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--home", str(args.home), "--serve", str(port)]
+    )
+    try:
+        wait_up(f"http://127.0.0.1:{port}", proc)
+        result["http"] = asyncio.run(
+            over_http(f"http://127.0.0.1:{port}", args.clients, args.seconds)
+        )
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    print("http:", json.dumps(result["http"]), flush=True)
+    result["load_avg_after"] = os.getloadavg()[0]
+    result["ratio"] = round(
+        result["http"]["requests_per_s"] / result["in_process"]["requests_per_s"], 3
+    )
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
