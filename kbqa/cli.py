@@ -370,9 +370,11 @@ def serve(
 
 def _register_modules() -> None:
     """Commands that live beside the stage they drive."""
+    from kbqa.eval_cli import register as register_eval
     from kbqa.finetune.cli import register as register_finetune
 
     register_finetune(app)
+    register_eval(app)
 
 
 _register_modules()
