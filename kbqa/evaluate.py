@@ -116,6 +116,8 @@ def read_squad(path: Path) -> SquadSet:
             docs[name] = para["context"]
             for qa in para.get("qas", []):
                 answers = tuple(dict.fromkeys(x["text"] for x in qa.get("answers", [])))
+                if not qa.get("question", "").strip():
+                    continue  # CMRC 2018's trial set has two rows with no question text
                 if not qa.get("is_impossible") and not answers:
                     continue  # SQuAD 1.x rows without spans score nothing
                 rows.append(QaRow(qa["question"].strip(), answers, name, len(rows) + 1))
