@@ -45,7 +45,7 @@ class Bench:
 SCRIPTS = {
     b.name: b
     for b in (
-        Bench(HEADLINE, (), ("--quick", "--embedder", "hash"), timeout_s=540, chart=True),
+        Bench(HEADLINE, (), ("--quick", "--embedder", "hash"), timeout_s=720, chart=True),
         Bench("bench_api_load", ("--chunks", "2000", "--clients", "8", "--seconds", "10")),
         Bench("bench_embed", ("--n", "24", "--repeats", "1"), timeout_s=150),
         Bench("bench_finetune", ("--steps", "10"), timeout_s=240),
