@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import functools
-import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from kbqa.config import IngestConfig, Settings, SplitConfig
-from kbqa.errors import BadInput, KbqaError
+from kbqa.cli_common import JsonOpt, KbOpt, TopKOpt, command, emit, settings
+from kbqa.config import IngestConfig, SplitConfig
+from kbqa.errors import BadInput
 
 app = typer.Typer(
     help="kbqa: ingest company documents into knowledge bases and answer questions from them.",
@@ -23,46 +21,6 @@ app = typer.Typer(
 )
 kb_app = typer.Typer(help="List, inspect and delete knowledge bases.", no_args_is_help=True)
 app.add_typer(kb_app, name="kb")
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-KbOpt = Annotated[
-    str | None,
-    typer.Option("--kb", help="Knowledge base name [env: KBQA_DEFAULT_KB, default: demo]."),
-]
-TopKOpt = Annotated[
-    int | None,
-    typer.Option("--top-k", "-k", min=1, max=100, help="How many hits [env: KBQA_TOP_K; 5]."),
-]
-
-
-def settings() -> Settings:
-    return Settings()
-
-
-def emit(data: dict[str, Any]) -> None:
-    print(json.dumps(data, ensure_ascii=False, indent=2))
-
-
-def fail(message: str, code: int, as_json: bool) -> typer.Exit:
-    if as_json:
-        emit({"error": message})
-    print(f"error: {message}", file=sys.stderr)
-    return typer.Exit(code)
-
-
-def command(fn: Callable) -> Callable:
-    """Turn KbqaErrors into a one-line message and the error's exit code, once, here."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except KbqaError as e:
-            raise fail(str(e), e.exit_code, bool(kwargs.get("as_json"))) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted; everything committed before stays", 130, False) from None
-
-    return wrapper
 
 
 def open_kb(name: str | None):

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+from kbqa.cli_common import JsonOpt, command, emit, settings
 
 
 def squad_docs_folder(qa: Path) -> Path:
@@ -66,7 +66,7 @@ def eval_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Score a knowledge base: retrieval hit@k and MRR, answer EM/F1, refusals, latency."""
-    from kbqa.cli import embedder_for, emit, settings
+    from kbqa.cli import embedder_for
     from kbqa.eval_report import write_report
     from kbqa.eval_run import ingest_squad, run_eval
     from kbqa.evaluate import is_squad, read_qa, read_squad, summarize
@@ -143,6 +143,5 @@ def _print_summary(metrics: dict, paths: dict[str, str]) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add `kbqa eval` to ``app`` with the CLI's error handling."""
-    from kbqa.cli import command
 
     app.command("eval")(command(eval_command))

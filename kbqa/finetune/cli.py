@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -12,30 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from kbqa.errors import KbqaError
+from kbqa.cli_common import JsonOpt, command, emit
 from kbqa.types import Hit
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-
-
-def _emit(data: dict[str, Any]) -> None:
-    print(json.dumps(data, ensure_ascii=False, indent=2))
-
-
-def _command(fn: Callable) -> Callable:
-    """KbqaError -> one line on stderr (and {"error"} in JSON mode) and the error's exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except KbqaError as e:
-            if kwargs.get("as_json"):
-                _emit({"error": str(e)})
-            print(f"error: {e}", file=sys.stderr)
-            raise typer.Exit(e.exit_code) from None
-
-    return wrapper
 
 
 def open_kb_source(name: str) -> tuple[Iterable[Hit], Callable[[str, int], list[Hit]]]:
@@ -102,7 +78,7 @@ def qa_pairs(
         "documents": dict(Counter(s for s, _ in {(p.split, p.source) for p in pairs})),
     }
     if as_json:
-        _emit(report)
+        emit(report)
     else:
         print(
             f"{report['pairs']} pairs ({report['by_origin']}) -> {report['samples']} samples "
@@ -219,7 +195,7 @@ def finetune(
     _train(locals(), as_json=as_json)
 
 
-@_command
+@command
 def _train(opts: dict[str, Any], as_json: bool = False) -> None:
     import torch
 
@@ -254,7 +230,7 @@ def _train(opts: dict[str, Any], as_json: bool = False) -> None:
         metrics = train(method, config, train_rows, dev_rows, on_step=on_step)
     metrics.pop("losses")
     if as_json:
-        _emit(metrics)
+        emit(metrics)
     else:
         print(
             f"{metrics['method']}: {metrics['steps']} steps, loss {metrics['first_loss']:.4f} -> "
@@ -263,7 +239,7 @@ def _train(opts: dict[str, Any], as_json: bool = False) -> None:
         )
 
 
-@_command
+@command
 def finetune_eval(
     base_model: Annotated[
         Path, typer.Option(help="The base model folder the adapter was trained on.")
@@ -294,7 +270,7 @@ def finetune_eval(
     )
     (Path(adapter) / "eval.json").write_text(json.dumps(result, ensure_ascii=False, indent=2))
     if as_json:
-        _emit(result)
+        emit(result)
         return
     for name in ("base", "adapter"):
         scores = "  ".join(f"{k} {v}" for k, v in result[name].items())
@@ -303,7 +279,7 @@ def finetune_eval(
 
 def register(app: typer.Typer) -> None:
     """Add `qa-pairs` and the `finetune` group (train by default, `eval` inside) to ``app``."""
-    app.command("qa-pairs")(_command(qa_pairs))
+    app.command("qa-pairs")(command(qa_pairs))
     group = typer.Typer(invoke_without_command=True, no_args_is_help=False)
     group.callback()(finetune)
     group.command("eval")(finetune_eval)
