@@ -41,7 +41,9 @@ def load_model(spec: TransformersSpec, config: dict[str, Any], adapter: Any = No
     """Load the model for ``spec`` in eval mode, with its adapter applied."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per command is noise
     device = _device(spec)
     kwargs: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code}
     if spec.quant:
