@@ -61,9 +61,11 @@ def chart(path: Path, title: str, panels: Sequence[Panel]) -> Path | None:
         width = 0.8 / max(1, len(systems))
         for s, system in enumerate(systems):
             xs = [i + (s - (len(systems) - 1) / 2) * width for i in range(len(labels))]
-            values = [panel.groups[system].get(label) or 0.0 for label in labels]
-            bars = ax.bar(xs, values, width, label=system)
-            ax.bar_label(bars, labels=[fmt(v) for v in values], fontsize=7, padding=1)
+            values = [panel.groups[system].get(label) for label in labels]
+            # A metric a system does not have is an empty slot marked "n/a", never a 0 bar.
+            bars = ax.bar(xs, [v or 0.0 for v in values], width, label=system)
+            marks = ["n/a" if v is None else fmt(v) for v in values]
+            ax.bar_label(bars, labels=marks, fontsize=7, padding=1)
         ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=8)
         ax.set_title(panel.title, fontsize=10)
         ax.set_ylabel(panel.ylabel)
