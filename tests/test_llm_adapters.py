@@ -79,6 +79,17 @@ def test_prefix_adapter_and_chatglm_ptuning_checkpoint_agree(glm_dir, tmp_path):
     assert not torch.allclose(first_logits(plain), first_logits(pre))
     assert torch.allclose(first_logits(pre), first_logits(pt), atol=1e-5)
     assert pt.generate(PROMPT, (), GREEDY) == pre.generate(PROMPT, (), GREEDY)
+    # The prefix must reach generate(), not only forward(): transformers 5.24 dropped it there.
+    assert pre.generate(PROMPT, (), GREEDY) != plain.generate(PROMPT, (), GREEDY)
+
+
+def test_prefix_adapter_refused_where_generate_would_drop_it(glm_dir, tmp_path, monkeypatch):
+    import transformers
+
+    make_prefix(base_model(glm_dir), tmp_path / "prefix")
+    monkeypatch.setattr(transformers, "__version__", "5.24.0")
+    with pytest.raises(ModelError, match="transformers<5.24"):
+        load_generator(f"transformers:{glm_dir}?adapter={tmp_path / 'prefix'}", load=True)
 
 
 def test_prefix_on_nf4_base_keeps_fp32_prefix(glm_dir, tmp_path):

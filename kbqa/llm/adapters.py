@@ -174,6 +174,23 @@ def _apply_ptuning(model: Any, info: AdapterInfo, quantized: bool) -> Any:
     return peft_model
 
 
+def _check_prefix_support() -> None:
+    """Refuse prefix adapters where transformers would drop the prefix at generation time.
+
+    From transformers 5.24, ``generate`` hands the model its own ``cache`` and ignores the
+    ``past_key_values`` through which peft injects the prefix: answers would silently come from
+    the bare base model (training still works, which hides it).
+    """
+    import transformers
+
+    major, minor = (int(p) for p in transformers.__version__.split(".")[:2])
+    if (major, minor) >= (5, 24):
+        raise ModelError(
+            f"P-Tuning v2 / prefix adapters are ignored by transformers {transformers.__version__}"
+            " when generating: install transformers<5.24 (pip install 'transformers<5.24')"
+        )
+
+
 def apply_adapter(model: Any, info: AdapterInfo, quantized: bool) -> Any:
     """Return ``model`` with the adapter applied; ModelError says why one does not fit."""
     try:
@@ -182,6 +199,8 @@ def apply_adapter(model: Any, info: AdapterInfo, quantized: bool) -> Any:
         raise missing_package("peft", "train") from None
     from peft import PeftModel
 
+    if info.kind != "lora":
+        _check_prefix_support()
     if info.kind == "chatglm_ptuning":
         model = _apply_ptuning(model, info, quantized)
     else:
