@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -63,7 +64,8 @@ class IngestBar:
 
 
 def print_ingest_report(report: IngestReport, shown: Callable[[str], str]) -> None:
-    table = Table(title=f"ingested into {report.kb!r} in {report.seconds:.1f} s", show_header=False)
+    title = f"ingested into {report.kb!r} in {report.seconds:.1f} s"
+    table = Table(title=title, show_header=False, min_width=cell_len(title) + 2)
     for key in ("files_seen", "files_added", "files_updated", "files_unchanged"):
         table.add_row(key.replace("_", " "), str(getattr(report, key)))
     table.add_row("files failed", str(len(report.files_failed)))
