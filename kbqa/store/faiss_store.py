@@ -16,7 +16,7 @@ TOMBSTONES = "dense.removed.npy"
 HNSW_THRESHOLD = 200_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
-HNSW_EF_SEARCH = 96
+HNSW_EF_SEARCH = 256  # RetrieveConfig.hnsw_ef_search's default; why there
 # HNSW cannot delete: removed ids are tombstones filtered at search (with over-fetch) until
 # they pass this share of the index, when a checkpoint rebuilds it from its own vectors.
 COMPACT_SHARE = 0.1
