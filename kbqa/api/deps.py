@@ -16,14 +16,18 @@ _bearer = HTTPBearer(auto_error=False, description="An API key as a bearer token
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+# The dependencies are `async def` although they never await: FastAPI runs a plain `def`
+# dependency in the thread pool, and five thread hops per request were most of the service's
+# overhead over an in-process call (docs/benchmarks.md). They only read memory (and, once per
+# KB, open its SQLite file), so they are safe on the event loop.
 
 
-def get_principal(
+async def get_principal(
     services: ServicesDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header: Annotated[str | None, Depends(_header)],
@@ -50,7 +54,7 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 KbPath = Annotated[str, Path(description="Knowledge base name.", max_length=64)]
 
 
-def require_admin(principal: PrincipalDep) -> Principal:
+async def require_admin(principal: PrincipalDep) -> Principal:
     if not principal.admin:
         raise HTTPException(403, "this needs an admin API key (KB management)")
     return principal
@@ -66,13 +70,13 @@ def check_write(principal: Principal, kb: str) -> None:
         raise HTTPException(403, f"this API key may not write to knowledge base {kb!r}")
 
 
-def readable_kb(kb: KbPath, principal: PrincipalDep, services: ServicesDep) -> SharedKB:
+async def readable_kb(kb: KbPath, principal: PrincipalDep, services: ServicesDep) -> SharedKB:
     """The KB named in the path, if the caller may read it (403) and it exists (404)."""
     check_read(principal, kb)
     return services.kbs.get(kb)
 
 
-def writable_kb(kb: KbPath, principal: PrincipalDep, services: ServicesDep) -> SharedKB:
+async def writable_kb(kb: KbPath, principal: PrincipalDep, services: ServicesDep) -> SharedKB:
     check_write(principal, kb)
     return services.kbs.get(kb)
 
