@@ -127,13 +127,19 @@ def in_process(home: Path, clients: int, seconds: float) -> dict:
                 errors[0] += 1
             i += clients
 
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(worker, range(clients)))
-    return summary(lat, errors[0], time.monotonic() - started)
+    out = summary(lat, errors[0], time.monotonic() - started)
+    out["cpu_ms_per_request"] = per_request(time.process_time() - cpu, lat)
+    return out
 
 
-async def over_http(url: str, clients: int, seconds: float) -> dict:
+def per_request(cpu_s: float, lat: dict[str, list[float]]) -> float:
+    return round(cpu_s * 1000 / max(1, sum(map(len, lat.values()))), 2)
+
+
+async def over_http(url: str, clients: int, seconds: float, server_cpu) -> dict:
     # aiohttp: the lightest client at hand, since it shares the machine's cores with the server.
     import aiohttp
 
@@ -167,9 +173,13 @@ async def over_http(url: str, clients: int, seconds: float) -> dict:
                     errors += 1
                 i += clients
 
-        started = time.monotonic()
+        started, cpu, server = time.monotonic(), time.process_time(), server_cpu()
         await asyncio.gather(*(worker(w) for w in range(clients)))
-    return summary(lat, errors, time.monotonic() - started)
+        out = summary(lat, errors, time.monotonic() - started)
+        # Where the 2 cores went: the server's CPU and the load generator's, per request.
+        out["server_cpu_ms_per_request"] = per_request(server_cpu() - server, lat)
+        out["client_cpu_ms_per_request"] = per_request(time.process_time() - cpu, lat)
+    return out
 
 
 def serve(home: Path, port: int) -> None:
@@ -226,9 +236,15 @@ def main() -> None:
     )
     try:
         wait_up(f"http://127.0.0.1:{port}", proc)
+        import psutil
+
+        server = psutil.Process(proc.pid)
         result["http"] = asyncio.run(
-            over_http(f"http://127.0.0.1:{port}", args.clients, args.seconds)
-        )
+            over_http(
+                f"http://127.0.0.1:{port}", args.clients, args.seconds,
+                lambda: sum(server.cpu_times()[:2]),
+            )
+        )  # fmt: skip
     finally:
         proc.terminate()
         proc.wait(10)
