@@ -90,3 +90,23 @@ def test_same_name_again_replaces_the_document(client):
     assert report["files_updated"] == 1 and report["chunks_removed"] >= 1
     hits = client.post("/v1/kbs/demo/search", json={"query": "迟到扣款"}).json()["hits"]
     assert "一百元" in hits[0]["text"]
+
+
+def test_uploads_a_stopped_server_never_ingested_are_ingested_at_start(home, embedder):
+    # An acknowledged upload whose job died with the server: the file is in uploads/, not in
+    # the store. One already ingested (the empty file, recorded as failed) is not redone.
+    with client_for(home, embedder) as c:
+        job = upload(c, "empty.txt", b"  ").json()
+        assert wait_job(c, job["id"])["report"]["files_failed"]
+    folder = home / "demo" / "uploads"
+    (folder / "节假日.md").write_text(HOLIDAY, encoding="utf-8")
+    (folder / ".part-123").write_bytes(b"cut off mid-copy")
+
+    with client_for(home, embedder) as c:
+        jobs = c.app.state.services.jobs.jobs()
+        assert [j.files for j in jobs] == [["节假日.md"]]
+        assert wait_job(c, jobs[0].id)["status"] == "done"
+        hits = c.post("/v1/kbs/demo/search", json={"query": "春节放假几天"}).json()["hits"]
+        assert hits[0]["source"].endswith("节假日.md")
+    with client_for(home, embedder) as c:
+        assert c.app.state.services.jobs.jobs() == []  # nothing left to resume

@@ -56,6 +56,7 @@ def create_app(
             build_services, settings, embedder=embedder, generator=generator, keys=keys
         )
         app.state.services = services
+        routes_documents.resume_uploads(services)
         if not services.keys.enabled:
             log.warning(
                 "no API keys configured (KBQA_API_KEYS / KBQA_API_KEYS_FILE): every caller may "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -13,8 +14,9 @@ from kbqa.api import uploads
 from kbqa.api.deps import PrincipalDep, ReadKb, ServicesDep, WriteKb, check_read
 from kbqa.api.schemas import DocumentList, DocumentRemoved, JobInfo
 from kbqa.api.state import Services
-from kbqa.errors import NotFound
+from kbqa.errors import KbqaError, NotFound
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["documents"])
 
 ERRORS = {401: {}, 403: {}, 404: {}, 413: {}, 415: {}, 422: {}}
@@ -35,6 +37,24 @@ def _ingest_fn(services: Services, name: str):
         return report.to_dict()
 
     return run
+
+
+def resume_uploads(services: Services) -> list:
+    """At start-up, a job per KB for uploads a stopped server acknowledged but never ingested."""
+    from kbqa.kb import list_kbs
+
+    jobs = []
+    for name in list_kbs(services.kbs.home):
+        try:
+            pending = uploads.not_ingested(services.kbs.get(name))
+        except KbqaError as e:  # one unreadable KB must not keep the server down
+            log.warning("knowledge base %r not checked for unfinished uploads: %s", name, e)
+            continue
+        if pending:
+            job = services.jobs.submit(name, pending, _ingest_fn(services, name))
+            log.warning("%d upload(s) to %r were not ingested; job %s", len(pending), name, job.id)
+            jobs.append(job)
+    return jobs
 
 
 @router.post("/v1/kbs/{kb}/documents", response_model=JobInfo, status_code=202, responses=ERRORS)

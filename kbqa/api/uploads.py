@@ -7,9 +7,12 @@ import re
 import unicodedata
 import uuid
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from fastapi import HTTPException
+
+if TYPE_CHECKING:
+    from kbqa.kb import KnowledgeBase
 
 UPLOADS = "uploads"
 _UNSAFE = re.compile(r"[^\w.\- ()（）【】\[\]]+")
@@ -72,3 +75,24 @@ def save(source: BinaryIO, folder: Path, name: str, max_bytes: int) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+def not_ingested(kb: KnowledgeBase) -> list[Path]:
+    """Uploads the KB does not hold as they are on disk: the server stopped before their job ran.
+
+    An upload is acknowledged (202) once its file is saved; a restart must not lose it. A file
+    counts as ingested when the store has its source with the same size and mtime (a failed
+    file too: its error is recorded and retrying would fail the same way). Half-written
+    ``.part-`` files were never acknowledged and are left alone (another replica may be writing).
+    """
+    folder = kb.folder / UPLOADS
+    if not folder.is_dir():
+        return []
+    pending = []
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.name.startswith(".part-"):
+            continue
+        row, stat = kb.store.document(str(path.resolve())), path.stat()
+        if row is None or (row.size, row.mtime) != (stat.st_size, stat.st_mtime):
+            pending.append(path)
+    return pending
