@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "out"
 sys.path.insert(0, str(ROOT))
 
 TOPICS = ["年假", "报销", "出差", "考勤", "加班", "社保", "公积金", "培训", "招聘", "离职",
@@ -182,16 +183,25 @@ async def over_http(url: str, clients: int, seconds: float, server_cpu) -> dict:
     return out
 
 
-def serve(home: Path, port: int) -> None:
-    import uvicorn
-
+def make_app():
+    """The app over the KB in $BENCH_HOME (an import string, so uvicorn can fork workers)."""
     from kbqa.api.app import create_app
     from kbqa.config import Settings
     from tests.fakes import HashEmbedder
 
-    app = create_app(Settings(home=home), embedder=HashEmbedder(), generator=None)
+    home = Path(os.environ["BENCH_HOME"])
+    return create_app(Settings(home=home), embedder=HashEmbedder(), generator=None)
+
+
+def serve(home: Path, port: int, workers: int) -> None:
+    import uvicorn
+
+    os.environ["BENCH_HOME"] = str(home)
     # httptools + uvloop when installed (uvicorn[standard]); plain h11/asyncio otherwise.
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        "benchmarks.bench_api_load:make_app", factory=True, workers=workers, host="127.0.0.1",
+        port=port, log_level="warning", access_log=False,
+    )  # fmt: skip
 
 
 def free_port() -> int:
@@ -216,14 +226,19 @@ def wait_up(url: str, proc: subprocess.Popen) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--home", type=Path, default=ROOT / "benchmarks" / "out" / "api_load" / "home")
+    p.add_argument("--home", type=Path, help="KB home [benchmarks/out/api_load/CHUNKS]")
+    p.add_argument(
+        "--workers", type=int, default=1,
+        help="uvicorn worker processes (>1: read replicas on one host; uploads need one writer)",
+    )  # fmt: skip
     p.add_argument("--chunks", type=int, default=10_000)
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # child process: the server
     args = p.parse_args()
+    args.home = args.home or ROOT / "benchmarks" / "out" / "api_load" / str(args.chunks)
     if args.serve:
-        serve(args.home, args.serve)
+        serve(args.home, args.serve, args.workers)
         return
     build(args.home, args.chunks)
     result = {"clients": args.clients, "seconds": args.seconds, "embedder": "HashEmbedder",
@@ -232,19 +247,22 @@ def main() -> None:
     print("in-process:", json.dumps(result["in_process"]), flush=True)
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--home", str(args.home), "--serve", str(port)]
-    )
+        [sys.executable, __file__, "--home", str(args.home), "--serve", str(port),
+         "--workers", str(args.workers)], cwd=ROOT,
+    )  # fmt: skip
     try:
         wait_up(f"http://127.0.0.1:{port}", proc)
         import psutil
 
         server = psutil.Process(proc.pid)
+
+        def server_cpu() -> float:  # the server and its worker processes
+            procs = [server, *server.children(recursive=True)]
+            return sum(sum(p.cpu_times()[:2]) for p in procs)
+
         result["http"] = asyncio.run(
-            over_http(
-                f"http://127.0.0.1:{port}", args.clients, args.seconds,
-                lambda: sum(server.cpu_times()[:2]),
-            )
-        )  # fmt: skip
+            over_http(f"http://127.0.0.1:{port}", args.clients, args.seconds, server_cpu)
+        )
     finally:
         proc.terminate()
         proc.wait(10)
@@ -253,7 +271,36 @@ def main() -> None:
     result["ratio"] = round(
         result["http"]["requests_per_s"] / result["in_process"]["requests_per_s"], 3
     )
-    print(json.dumps(result, indent=2))
+    print(table(result, args))
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "api_load.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+
+
+def table(result: dict, args: argparse.Namespace) -> str:
+    rows = [
+        f"KB: {args.chunks} chunks (HashEmbedder), {args.clients} clients alternating search "
+        f"(top_k 5) and ask (extractive), {args.seconds:g} s per phase, uvicorn workers: "
+        f"{args.workers}, load average before {result['load_avg_before']:.1f}",
+        "",
+        "| phase | req/s | search p50 / p95 / p99 ms | ask p50 / p95 / p99 ms | errors "
+        "| CPU ms per request |",
+        "|---|---:|---|---|---:|---|",
+    ]
+    for phase in ("in_process", "http"):
+        r = result[phase]
+        cpu = (
+            f"{r['cpu_ms_per_request']}" if phase == "in_process"
+            else f"server {r['server_cpu_ms_per_request']}, client {r['client_cpu_ms_per_request']}"
+        )  # fmt: skip
+        lat = [
+            " / ".join(str(r[k][p]) for p in ("p50_ms", "p95_ms", "p99_ms"))
+            for k in ("search", "ask")
+        ]
+        rows.append(
+            f"| {phase.replace('_', '-')} | {r['requests_per_s']} | {lat[0]} | {lat[1]} | {r['errors']} | {cpu} |"
+        )
+    rows += ["", f"HTTP / in-process throughput: {result['ratio']} (goal >= 0.8)"]
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Retrieval benchmark: CMRC 2018 quality and refusal, and dense search speed at scale.
 
+    python benchmarks/bench_retrieval.py report    # all of the below that `python -m benchmarks` keeps
     python benchmarks/bench_retrieval.py quality   # hit@1/5, MRR@10, refusal rates (e5)
     python benchmarks/bench_retrieval.py speed     # p50/p95 flat vs HNSW, HNSW recall@10
     python benchmarks/bench_retrieval.py recall    # HNSW efSearch sweep on CMRC-like vectors
@@ -11,6 +12,7 @@ seconds; the first run embeds ~470 chunks and ~1,000 questions (minutes on 2 cor
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -344,8 +346,51 @@ def hnsw_recall(sizes=(100_000, 200_000), efs=(96, 256, 512), queries: int = 200
     return out
 
 
+def report() -> str:
+    """What `python -m benchmarks` records: quality and refusal, the 100k pipeline, HNSW recall."""
+    with contextlib.redirect_stdout(sys.stderr):  # progress lines stay out of the report
+        q = quality()
+        p = pipeline(100_000)
+        r = hnsw_recall((100_000, 200_000), (96, 256))
+    ref = q["refusal"]
+    lines = [
+        f"CMRC 2018 trial: {q['chunks']} chunks, {q['questions']} questions; a hit is a chunk "
+        "of the gold paragraph.",
+        "",
+        "| ranker | hit@1 | hit@5 | MRR@10 |",
+        "|---|---|---|---|",
+        *(f"| {n} | {q[n]['hit@1']} | {q[n]['hit@5']} | {q[n]['mrr@10']} |" for n in ("dense", "bm25", "rrf")),
+        "| reference (data README) | 0.959 | 0.995 | - |",
+        "",
+        f"Refusal (threshold {ref['threshold']}, {ref['threshold_from']}): real questions answered "
+        f"{ref['real_answered']} (goal >= 0.95), 30 off-topic questions refused "
+        f"{ref['offtopic_refused']} (goal >= 0.90).",
+        "",
+        f"`Retriever.retrieve` at {p['chunks']:,} chunks (flat index), one query at a time, "
+        f"query embedding included: p50 {p['total']['p50_ms']} ms, p95 {p['total']['p95_ms']} ms "
+        f"(goal p50 <= 30 ms); stages p50: embed {p['embed_p50_ms']}, dense {p['dense_p50_ms']}, "
+        f"BM25 {p['lexical_p50_ms']}, fuse {p['fuse_p50_ms']} ms.",
+        "",
+        "HNSW (M=32, efConstruction=80) against exact flat search, CMRC-like vectors, real questions:",
+        "",
+        "| chunks | build s | flat p50 ms | efSearch | recall@10 | within 1e-3 of 10th | top-1 agrees | p50 ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for n, row in r.items():
+        for key, v in row.items():
+            if key.startswith("ef"):
+                lines.append(
+                    f"| {int(n):,} | {row['build_s']} | {row['flat_p50_ms']} | {key[2:]} | "
+                    f"{v['recall@10']} | {v['within_1e-3']} | {v['top1']} | {v['p50_ms']} |"
+                )
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "quality"
+    if what == "report":  # the runner's entry: markdown on stdout
+        print(report())
+        sys.exit(0)
     if what == "pipeline":  # pipeline [N] [flat|hnsw]
         n = int(sys.argv[2]) if sys.argv[2:] else 100_000
         result = pipeline(n, kind=sys.argv[3] if sys.argv[3:] else "flat")
