@@ -278,3 +278,22 @@ def test_cli_creates_a_milvus_kb_and_keeps_its_store(tmp_path, corpus, uri, monk
     run("ingest", str(corpus), "--kb", "m", "--store", "faiss", code=2)
     out = json.loads(run("search", "年假有几天", "--kb", "m", "--json").stdout)
     assert "5天带薪年假" in out["hits"][0]["text"]
+
+
+def test_a_cluster_token_comes_from_the_environment_and_never_reaches_a_lite_file(
+    tmp_path, monkeypatch
+):
+    import pymilvus
+
+    seen = []
+
+    class Client:
+        def __init__(self, uri, **kwargs):
+            seen.append((uri, kwargs.get("token")))
+
+    monkeypatch.setattr(pymilvus, "MilvusClient", Client)
+    monkeypatch.setattr(milvus_store, "_clients", {})
+    monkeypatch.setenv("KBQA_MILVUS_TOKEN", "root:Milvus")
+    milvus_store._client("http://milvus.internal:19530")
+    milvus_store._client(str(tmp_path / "lite.db"))
+    assert seen == [("http://milvus.internal:19530", "root:Milvus"), (str(tmp_path / "lite.db"), "")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -79,8 +80,11 @@ def _client(uri: str):
         raise missing_package("pymilvus", "milvus") from e
     if "://" not in uri:
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
+    # A secure cluster's credentials ("user:password" or an API key) come from the environment
+    # only: the URI is kept in manifest.json, a secret must never be.
+    token = os.environ.get("KBQA_MILVUS_TOKEN", "") if "://" in uri else ""
     try:
-        client = MilvusClient(uri, timeout=CONNECT_TIMEOUT_S)
+        client = MilvusClient(uri, token=token, timeout=CONNECT_TIMEOUT_S)
     except Exception as e:  # noqa: BLE001 - pymilvus raises several types for a dead server
         raise MilvusUnavailable(
             f"Milvus at {uri} is unreachable ({_message(e)}): start it, or check the URI "
