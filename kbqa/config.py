@@ -80,7 +80,7 @@ class RetrieveConfig:
 
     ``hnsw_ef_search`` only matters once a KB has passed kbqa.store.faiss_store.HNSW_THRESHOLD
     chunks (or is on Milvus); 256 gave the right first hit for every CMRC question at 100k and
-    200k chunks in 0.6 ms, against 5-10 ms for flat (docs/benchmarks.md).
+    200k chunks in under 1 ms, against 6-11 ms for flat (docs/benchmarks.md).
     """
 
     top_k: int = 5

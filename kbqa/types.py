@@ -48,7 +48,7 @@ class Hit:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        # Not dataclasses.asdict: its recursive deep copy was a tenth of an API search's time.
+        # Not dataclasses.asdict: its recursive deep copy stood out in the API's profile.
         return {
             "chunk_id": self.chunk_id, "doc_id": self.doc_id, "source": self.source,
             "text": self.text, "score": self.score, "metadata": dict(self.metadata),
