@@ -46,7 +46,10 @@ SCRIPTS = {
     b.name: b
     for b in (
         Bench(HEADLINE, (), ("--quick", "--embedder", "hash"), timeout_s=400, chart=True),
-        Bench("bench_api_load", ("--chunks", "10000", "--clients", "16", "--seconds", "30")),
+        Bench(
+            "bench_api_load",
+            ("--chunks", "10000", "--clients", "16", "--seconds", "30", "--workers", "1,2"),
+        ),
         Bench("bench_embed", ("--n", "24", "--repeats", "1"), timeout_s=150),
         Bench("bench_finetune", ("--steps", "40"), timeout_s=240),
         Bench("bench_ingest", (), timeout_s=360),
