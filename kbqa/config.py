@@ -151,6 +151,9 @@ class Settings(BaseSettings):
     max_upload_files: int = 20  # per upload request
     max_body_kb: int = 1024  # any request body other than an upload
     llm_queue: int = 16  # generation requests waiting for the one LLM; more get 503
+    # Threads for searches and extractive answers (0: one per CPU core). Raise it when dense
+    # search is a network call (Milvus); see kbqa.api.deps.run_query for why it is small.
+    query_threads: int = 0
     refusal_threshold: float | None = None
     candidates: int = 50
     max_new_tokens: int = 512

@@ -10,10 +10,16 @@ from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from kbqa.api.deps import PrincipalDep, ReadKb, ServicesDep, make_asker
+from kbqa.api.deps import (
+    PrincipalDep,
+    ReadKb,
+    ServicesDep,
+    ask_off_loop,
+    first_event,
+    make_asker,
+)
 from kbqa.api.schemas import AskRequest, AskResponse, FeedbackRequest, FeedbackStored
 from kbqa.errors import KbqaError
 
@@ -65,11 +71,11 @@ async def ask(body: AskRequest, kb: ReadKb, services: ServicesDep):
     asker = make_asker(services, kb)
     history = [tuple(turn) for turn in body.history]
     if not body.stream:
-        answer = await run_in_threadpool(asker.ask, body.question, body.top_k, history, body.debug)
+        answer = await ask_off_loop(services, asker, body.question, body.top_k, history, body.debug)
         return answer.to_dict()
     events = asker.stream(body.question, body.top_k, history, body.debug)
     # The first event (the sources) before the status line: bad input still gets its 4xx.
-    first = await run_in_threadpool(lambda: next(events, None))
+    first = await first_event(services, events)
     return StreamingResponse(
         ask_events(first, events), media_type="text/event-stream", headers=SSE_HEADERS
     )

@@ -6,10 +6,9 @@ import datetime
 from pathlib import Path
 
 from fastapi import APIRouter
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
-from kbqa.api.deps import PrincipalDep, ServicesDep, check_read, make_asker
+from kbqa.api.deps import PrincipalDep, ServicesDep, ask_off_loop, check_read, make_asker
 from kbqa.api.schemas import GlmRequest, GlmResponse, Health
 
 router = APIRouter()
@@ -53,7 +52,7 @@ async def chatglm(body: GlmRequest, services: ServicesDep, who: PrincipalDep) ->
     check_read(who, name)
     asker = make_asker(services, services.kbs.get(name))
     history = [tuple(turn) for turn in body.history or []]
-    answer = await run_in_threadpool(asker.ask, body.prompt, None, history)
+    answer = await ask_off_loop(services, asker, body.prompt, None, history)
     return {
         "response": answer.answer,
         "history": [*history, (body.prompt, answer.answer)],

@@ -9,10 +9,16 @@ from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from kbqa.api.deps import PrincipalDep, ServicesDep, check_read, make_asker
+from kbqa.api.deps import (
+    PrincipalDep,
+    ServicesDep,
+    ask_off_loop,
+    check_read,
+    first_event,
+    make_asker,
+)
 from kbqa.api.schemas import ChatCompletionRequest, ChatMessage
 from kbqa.api.state import Services
 from kbqa.errors import BadInput, KbqaError
@@ -83,7 +89,7 @@ async def chat_completions(body: ChatCompletionRequest, services: ServicesDep, w
     asker = make_asker(services, kb)
     meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": body.model}
     if not body.stream:
-        answer = await run_in_threadpool(asker.ask, question, None, history)
+        answer = await ask_off_loop(services, asker, question, None, history)
         prompt, completion = _tokens(services, question), _tokens(services, answer.answer)
         return {
             **meta,
@@ -99,7 +105,7 @@ async def chat_completions(body: ChatCompletionRequest, services: ServicesDep, w
             "kbqa": _extra(answer),
         }  # fmt: skip
     events = asker.stream(question, None, history)
-    first = await run_in_threadpool(lambda: next(events, None))
+    first = await first_event(services, events)
     return StreamingResponse(
         _chunks(meta, first, events), media_type="text/event-stream",
         headers={"Cache-Control": "no-cache"},

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,10 +101,12 @@ class Services:
     keys: KeyRing
     kbs: KbRegistry
     jobs: JobManager
+    query_pool: ThreadPoolExecutor  # searches and extractive answers: kbqa.api.deps.run_query
     feedback_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def close(self) -> None:
         self.jobs.shutdown()
+        self.query_pool.shutdown(wait=False, cancel_futures=True)
         if self.generator is not None and hasattr(self.generator, "close"):
             self.generator.close()
         self.kbs.close()
@@ -135,4 +139,7 @@ def build_services(
         keys=keys if keys is not None else KeyRing.from_settings(settings),
         kbs=KbRegistry(Path(settings.home)),
         jobs=JobManager(),
+        query_pool=ThreadPoolExecutor(
+            settings.query_threads or os.cpu_count() or 2, thread_name_prefix="kbqa-query"
+        ),
     )
