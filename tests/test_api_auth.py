@@ -110,3 +110,7 @@ def test_serve_refuses_an_open_server_beyond_loopback(monkeypatch, tmp_path):
     monkeypatch.setenv("KBQA_API_KEYS", "ops-key-0001:admin")
     r = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--port", "9000"])
     assert r.exit_code == 0 and calls[-1]["host"] == "0.0.0.0" and calls[-1]["port"] == 9000
+    monkeypatch.setenv("KBQA_REFUSAL_THRESHOLD", "5")
+    n = len(calls)
+    r = runner.invoke(app, ["serve"])
+    assert r.exit_code == 2 and "refusal_threshold" in r.output and len(calls) == n

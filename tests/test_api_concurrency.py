@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.api_fixtures import *  # noqa: F403 - the fixtures
-from tests.api_fixtures import client_for, wait_job
+from tests.api_fixtures import EchoLLM, client_for, wait_job
 from tests.fakes import HashEmbedder
 
 
@@ -92,3 +92,40 @@ def test_search_and_ask_keep_answering_during_a_large_ingest(home, embedder):
         assert after["hits"][0]["source"].endswith("仓库手册.md")
         total = c.get("/v1/kbs/demo").json()["chunks"]
         assert total == chunks_before + done["report"]["chunks_added"]
+
+
+class GatedLLM(EchoLLM):
+    """Holds every generation until released: an LLM busy with long answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def stream(self, prompt, history=(), config=None):
+        self.entered.set()
+        assert self.release.wait(30), "the test never released the LLM"
+        yield from super().stream(prompt, history, config)
+
+
+def test_searches_are_not_held_up_by_answers_waiting_for_the_llm(home):
+    # One query thread: if answers that wait for the LLM took it, searches would wait too.
+    llm = GatedLLM()
+    with (
+        client_for(
+            home, HashEmbedder(), generator=llm, query_threads=1, refusal_threshold=-1.0
+        ) as c,
+        ThreadPoolExecutor(3) as pool,
+    ):
+        try:
+            asks = [
+                pool.submit(c.post, "/v1/kbs/demo/ask", json={"question": "年假有几天"})
+                for _ in range(2)
+            ]
+            assert llm.entered.wait(30)
+            search = pool.submit(c.post, "/v1/kbs/demo/search", json={"query": "年假有几天"})
+            assert search.result(timeout=20).status_code == 200
+            assert not any(a.done() for a in asks)  # the answers are still generating
+        finally:
+            llm.release.set()
+        assert all(a.result(timeout=30).json()["mode"] == "generative" for a in asks)

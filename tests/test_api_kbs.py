@@ -98,3 +98,15 @@ def test_cors_only_for_configured_origins(home, embedder):
     with client_for(home, embedder) as c:
         r = c.get("/health", headers=origin)
         assert "access-control-allow-origin" not in r.headers
+
+
+def test_a_bad_setting_stops_the_start_up_with_its_message(home, embedder):
+    import pytest
+
+    from kbqa.errors import BadInput
+
+    with (
+        pytest.raises(BadInput, match="refusal_threshold"),
+        client_for(home, embedder, refusal_threshold=5.0),
+    ):
+        pass

@@ -119,6 +119,9 @@ def build_services(
     from kbqa.api.llm_queue import QueuedGenerator
     from kbqa.prompt import load_prompts
 
+    # Built per request later; built once now so a bad KBQA_* value stops the start-up with its
+    # message instead of failing every question with a 422.
+    settings.ask_config()
     if embedder is None:
         from kbqa.embed import load_embedder
 
