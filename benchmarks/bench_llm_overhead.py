@@ -57,7 +57,7 @@ def main() -> None:
             ask_rest += total - answer.timings["retrieve_ms"]
             ids = gen.tokenizer(gen.last_prompt, return_tensors="pt", add_special_tokens=False)
             t = time.perf_counter()
-            with torch.no_grad():
+            with torch.inference_mode():  # as kbqa's generator runs it
                 gen.model.generate(
                     **ids, max_new_tokens=args.max_new_tokens, do_sample=False,
                     pad_token_id=gen.tokenizer.pad_token_id,
