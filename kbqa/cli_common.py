@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from kbqa.config import Settings
+from kbqa.config import Settings, load_settings
 from kbqa.errors import KbqaError
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
@@ -25,7 +25,7 @@ TopKOpt = Annotated[
 
 
 def settings() -> Settings:
-    return Settings()
+    return load_settings()
 
 
 def emit(data: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kbqa.errors import BadInput
@@ -153,7 +154,7 @@ class Settings(BaseSettings):
     llm_queue: int = 16  # generation requests waiting for the one LLM; more get 503
     # Threads for searches and extractive answers (0: one per CPU core). Raise it when dense
     # search is a network call (Milvus); see kbqa.api.deps.run_query for why it is small.
-    query_threads: int = 0
+    query_threads: int = Field(0, ge=0)
     refusal_threshold: float | None = None
     candidates: int = 50
     max_new_tokens: int = 512
@@ -173,3 +174,15 @@ class Settings(BaseSettings):
             refusal_threshold=self.refusal_threshold,
             max_new_tokens=self.max_new_tokens,
         )
+
+
+def load_settings() -> Settings:
+    """The settings from the environment; a bad value is a BadInput naming its variable."""
+    try:
+        return Settings()
+    except ValidationError as e:
+        problems = "; ".join(
+            f"KBQA_{'_'.join(map(str, err['loc'])).upper()}={err.get('input')!r}: {err['msg']}"
+            for err in e.errors()
+        )
+        raise BadInput(f"bad setting in the environment: {problems}") from None

@@ -133,6 +133,15 @@ def test_searching_with_another_model_is_a_clear_error(cli, tmp_path, monkeypatc
     assert "was built with embedding model" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"), [("KBQA_TOP_K", "abc"), ("KBQA_QUERY_THREADS", "-1")]
+)
+def test_a_bad_environment_setting_names_its_variable(cli, monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    result = cli("kb", "list", code=2)
+    assert variable in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.slow
 def test_sample_corpus_answers_the_leave_question_with_the_default_model(tmp_path, monkeypatch):
     """The README's promise, with the real multilingual-e5-small."""

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from kbqa.config import Settings
+from kbqa.config import Settings, load_settings
 from kbqa.errors import KbqaError
 
 log = logging.getLogger("kbqa.api")
@@ -44,7 +44,7 @@ def create_app(
     from kbqa.api.limits import BodyLimit
     from kbqa.api.routes_meta import STATIC
 
-    settings = settings or Settings()
+    settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

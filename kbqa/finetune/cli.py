@@ -16,12 +16,12 @@ from kbqa.types import Hit
 
 def open_kb_source(name: str) -> tuple[Iterable[Hit], Callable[[str, int], list[Hit]]]:
     """A KB's chunks and the retrieval the service runs on it (tests replace this)."""
-    from kbqa.config import Settings
+    from kbqa.config import load_settings
     from kbqa.embed import load_embedder
     from kbqa.kb import KnowledgeBase
     from kbqa.retrieve import Retriever
 
-    s = Settings()
+    s = load_settings()
     kb = KnowledgeBase.open(s.home, name)
     embedder = load_embedder(s.embedding_model or kb.manifest.embedding_spec, s.embed_config())
     # The hybrid retrieval `kbqa ask` runs, so distractors are the ones the model will meet.
