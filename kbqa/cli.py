@@ -307,9 +307,7 @@ def serve(
     from kbqa.api.security import KeyRing, is_loopback
     from kbqa.errors import BadInput
 
-    s = settings()
-    s.ask_config()  # a bad KBQA_* value: its message and exit 2 here, not a failed start-up
-    keys = KeyRing.from_settings(s)
+    keys = KeyRing.from_settings(settings())
     if not keys.enabled:
         if not is_loopback(host) and not allow_insecure:
             raise BadInput(

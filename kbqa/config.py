@@ -177,12 +177,18 @@ class Settings(BaseSettings):
 
 
 def load_settings() -> Settings:
-    """The settings from the environment; a bad value is a BadInput naming its variable."""
+    """The settings from the environment; a bad value is a BadInput naming what is wrong.
+
+    The stage configs are built once here too, so a value that parses but is out of range
+    (KBQA_REFUSAL_THRESHOLD=5) stops the command at once instead of failing each question.
+    """
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as e:
         problems = "; ".join(
             f"KBQA_{'_'.join(map(str, err['loc'])).upper()}={err.get('input')!r}: {err['msg']}"
             for err in e.errors()
         )
         raise BadInput(f"bad setting in the environment: {problems}") from None
+    settings.ask_config()
+    return settings

@@ -32,7 +32,11 @@ class HashEmbedder:
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         self.calls += 1
-        return np.stack([self._one(t) for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+        return (
+            np.stack([self._one(t) for t in texts])
+            if texts
+            else np.zeros((0, self.dim), np.float32)
+        )
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self.embed_passages(texts)

@@ -296,4 +296,7 @@ def test_a_cluster_token_comes_from_the_environment_and_never_reaches_a_lite_fil
     monkeypatch.setenv("KBQA_MILVUS_TOKEN", "root:Milvus")
     milvus_store._client("http://milvus.internal:19530")
     milvus_store._client(str(tmp_path / "lite.db"))
-    assert seen == [("http://milvus.internal:19530", "root:Milvus"), (str(tmp_path / "lite.db"), "")]
+    assert seen == [
+        ("http://milvus.internal:19530", "root:Milvus"),
+        (str(tmp_path / "lite.db"), ""),
+    ]

@@ -119,8 +119,8 @@ def build_services(
     from kbqa.api.llm_queue import QueuedGenerator
     from kbqa.prompt import load_prompts
 
-    # Built per request later; built once now so a bad KBQA_* value stops the start-up with its
-    # message instead of failing every question with a 422.
+    # Built per request later; built once now (as load_settings does) so that a Settings made
+    # in code with a bad value stops the start-up instead of failing every question with a 422.
     settings.ask_config()
     if embedder is None:
         from kbqa.embed import load_embedder
