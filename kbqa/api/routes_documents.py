@@ -39,11 +39,10 @@ def _ingest_fn(services: Services, name: str):
     return run
 
 
-def resume_uploads(services: Services) -> list:
+def resume_uploads(services: Services) -> None:
     """At start-up, a job per KB for uploads a stopped server acknowledged but never ingested."""
     from kbqa.kb import list_kbs
 
-    jobs = []
     for name in list_kbs(services.kbs.home):
         try:
             pending = uploads.not_ingested(services.kbs.get(name))
@@ -53,8 +52,6 @@ def resume_uploads(services: Services) -> list:
         if pending:
             job = services.jobs.submit(name, pending, _ingest_fn(services, name))
             log.warning("%d upload(s) to %r were not ingested; job %s", len(pending), name, job.id)
-            jobs.append(job)
-    return jobs
 
 
 @router.post("/v1/kbs/{kb}/documents", response_model=JobInfo, status_code=202, responses=ERRORS)

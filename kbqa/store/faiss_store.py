@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kbqa.config import RetrieveConfig
 from kbqa.errors import Conflict
 from kbqa.store.atomic import atomic_write
 
@@ -16,7 +17,7 @@ TOMBSTONES = "dense.removed.npy"
 HNSW_THRESHOLD = 200_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
-HNSW_EF_SEARCH = 256  # RetrieveConfig.hnsw_ef_search's default; why there
+HNSW_EF_SEARCH = RetrieveConfig.hnsw_ef_search  # one default; why it is 256: see there
 # HNSW cannot delete: removed ids are tombstones filtered at search (with over-fetch) until
 # they pass this share of the index, when a checkpoint rebuilds it from its own vectors.
 COMPACT_SHARE = 0.1
