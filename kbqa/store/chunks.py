@@ -200,6 +200,15 @@ class ChunkStore:
                 out.append(Hit(r[0], r[1], r[2], r[3], float(score), json.loads(r[4])))
         return out
 
+    def stored_ids(self, ids: Iterable[int]) -> np.ndarray:
+        """Which of ``ids`` are committed chunks (an existence test: no text or metadata read)."""
+        ids = [int(i) for i in ids]
+        if not ids:
+            return np.zeros(0, np.int64)
+        marks = ",".join("?" * len(ids))
+        rows = self._db.execute(f"SELECT id FROM chunks WHERE id IN ({marks})", ids).fetchall()
+        return np.fromiter((r[0] for r in rows), np.int64, len(rows))
+
     def iter_chunks(self, batch: int = 2000) -> Iterator[Hit]:
         """Every stored chunk, in id order, as Hits with score 0."""
         last = 0

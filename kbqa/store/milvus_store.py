@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KIND = "milvus"
 ID_FIELD = "id"
 VECTOR_FIELD = "vector"
 # Rows per upsert / ids per delete: far below Milvus's 64 MB gRPC message limit at dim 1024.
@@ -281,14 +280,6 @@ class MilvusStore:
 
     # -- beyond the protocol ------------------------------------------------------------------
 
-    def vectors_of(self, ids: list[int]) -> np.ndarray:
-        """The stored vectors of ``ids`` (in that order), for rescoring fused candidates."""
-        rows = self._call(
-            "get", self.collection, ids=[int(i) for i in ids], output_fields=[VECTOR_FIELD]
-        )
-        by_id = {int(r[ID_FIELD]): r[VECTOR_FIELD] for r in rows}
-        return np.asarray([by_id[int(i)] for i in ids], dtype=np.float32)
-
     def ids(self) -> Iterator[np.ndarray]:
         """Every id in the collection, in batches."""
         it = self._call(
@@ -385,7 +376,6 @@ def alive_in(store: ChunkStore) -> Callable[[np.ndarray], np.ndarray]:
     """A keep-mask over ids: True where the chunk is committed in ``store``."""
 
     def alive(ids: np.ndarray) -> np.ndarray:
-        stored = {h.chunk_id for h in store.hits(ids.tolist())}
-        return np.fromiter((int(i) in stored for i in ids), bool, len(ids))
+        return np.isin(ids, store.stored_ids(ids.tolist()))
 
     return alive
