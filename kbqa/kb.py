@@ -353,6 +353,8 @@ class _Batch:
             return
         existing = self.store.document(source)
         if existing and existing.sha256 == sha and existing.status == "ok":
+            if (existing.size, existing.mtime) != (stat.st_size, stat.st_mtime):
+                self.store.touch_document(existing.id, stat.st_size, stat.st_mtime)
             self.report.files_unchanged += 1
             self.progress.file_done(source, "unchanged")
             return

@@ -113,11 +113,14 @@ def remove_document(
     doc = kb.store.document_by_id(doc_id)
     if doc is None:
         raise NotFound(f"no document with id {doc_id} in knowledge base {kb.name!r}")
+    # The uploaded copy goes first: were it left behind (a crash between the two steps, or a
+    # path compared unresolved), the next start would find it "not ingested" and bring the
+    # document back. A copy gone with the row still there only needs the DELETE again.
+    if uploads.is_upload(kb.folder, doc.source):
+        Path(doc.source).unlink(missing_ok=True)
     writer = KnowledgeBase.open(services.kbs.home, kb.name)
     try:
         source, removed = writer.remove(doc.source)
     finally:
         writer.close()
-    if source.startswith(str(kb.folder / uploads.UPLOADS)):
-        Path(source).unlink(missing_ok=True)  # an uploaded copy has no other use
     return {"kb": kb.name, "source": source, "chunks_removed": removed}

@@ -77,6 +77,15 @@ def save(source: BinaryIO, folder: Path, name: str, max_bytes: int) -> Path:
     return target
 
 
+def is_upload(kb_folder: Path, source: str) -> bool:
+    """Whether a document's source is a copy in the KB's upload folder.
+
+    Sources are stored resolved (kbqa.files.collect_files), so the folder is resolved too: a
+    relative KBQA_HOME or a symlinked home must compare equal to the stored path.
+    """
+    return Path(source).parent == (kb_folder / UPLOADS).resolve()
+
+
 def not_ingested(kb: KnowledgeBase) -> list[Path]:
     """Uploads the KB does not hold as they are on disk: the server stopped before their job ran.
 

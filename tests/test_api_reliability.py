@@ -1,0 +1,56 @@
+"""API reliability (issue 16): deletes stay deleted, limits while streaming, no 500 on odd input."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.api_fixtures import *  # noqa: F403 - the fixtures
+from tests.api_fixtures import client_for, wait_job
+
+HOLIDAY = "# 节假日安排\n\n春节放假七天，除夕当天下午提前下班。中秋节放假一天。\n"
+
+
+def upload(client, name: str, data: bytes, kb: str = "demo", **kw):
+    return client.post(
+        f"/v1/kbs/{kb}/documents", files=[("files", (name, io.BytesIO(data), "text/plain"))], **kw
+    )
+
+
+def doc_named(client, name: str, kb: str = "demo") -> dict | None:
+    docs = client.get(f"/v1/kbs/{kb}/documents").json()["documents"]
+    return next((d for d in docs if d["source"].endswith(name)), None)
+
+
+# -- 1: a document deleted over REST does not come back ---------------------------------------
+
+
+@pytest.mark.parametrize("how", ["relative", "symlink"])
+def test_a_deleted_upload_stays_deleted_after_a_restart(home, embedder, tmp_path, how, monkeypatch):
+    if how == "relative":  # the default KBQA_HOME=indexes is relative to the working folder
+        monkeypatch.chdir(home.parent)
+        where = Path(home.name)
+    else:
+        where = tmp_path / "linked-home"
+        where.symlink_to(home)
+    with client_for(where, embedder) as c:
+        job = upload(c, "节假日.md", HOLIDAY.encode()).json()
+        assert wait_job(c, job["id"])["status"] == "done"
+        doc = doc_named(c, "节假日.md")
+        assert c.delete(f"/v1/kbs/demo/documents/{doc['id']}").status_code == 200
+    assert not (home / "demo" / "uploads" / "节假日.md").exists()
+    with client_for(where, embedder) as c:
+        assert c.app.state.services.jobs.jobs() == []  # nothing re-queued
+        assert doc_named(c, "节假日.md") is None
+
+
+def test_an_identical_reupload_is_not_queued_again_at_every_start(home, embedder):
+    with client_for(home, embedder) as c:
+        for expected in ("files_added", "files_unchanged"):
+            job = upload(c, "policy.md", HOLIDAY.encode()).json()
+            assert wait_job(c, job["id"])["report"][expected] == 1
+    with client_for(home, embedder) as c:
+        assert c.app.state.services.jobs.jobs() == []
