@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
@@ -229,6 +230,7 @@ class KnowledgeBase:
     def _writing(self) -> Iterator[Indexes]:
         """Hold the KB's writer lock; repair indexes a crashed writer left behind."""
         with _lock(self.folder):
+            remove_temp_files(self.folder)
             self.manifest = Manifest.load(self.folder)
             # repair: under the lock a remote store may be synced with SQLite (no one else writes).
             indexes, rebuilt = Indexes.open(self.folder, self.store, self.manifest, repair=True)
@@ -261,8 +263,12 @@ class KnowledgeBase:
         started = time.monotonic()
         progress = progress or _NoProgress()
         report = IngestReport(kb=self.name)
-        files = collect_files(paths, config.include, config.exclude, skip_under=self.folder.parent)
-        report.files_seen = len(files)
+        broken: list[tuple[str, str]] = []
+        files = collect_files(
+            paths, config.include, config.exclude, skip_under=self.folder.parent, broken=broken
+        )
+        report.files_seen = len(files) + len(broken)
+        report.files_failed.extend(FileFailure(path=p, error=e) for p, e in broken)
         self.check_embedder(embedder)
         self.check_split(config.split)
         progress.start(len(files))
@@ -345,6 +351,18 @@ class _Batch:
         from kbqa.split import split_documents
 
         source = str(path)
+        try:
+            source.encode("utf-8")
+        except UnicodeEncodeError:
+            # A name in another encoding (GBK from an old share, say) arrives surrogate-escaped;
+            # SQLite cannot store it, so it fails alone instead of aborting the whole batch.
+            shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+            self._failed(
+                shown,
+                f"{shown}: the file name is not valid UTF-8, so it cannot be recorded; rename "
+                "the file (e.g. convmv -f gbk -t utf-8 --notest FILE)",
+            )
+            return
         try:
             stat = path.stat()
             sha = sha256_file(path)
@@ -494,6 +512,21 @@ def _remote_settings(name: str, vector_store: str, milvus_uri: str | None) -> di
 def _describe(error: Exception) -> str:
     text = str(error).strip() or "no details"
     return f"{type(error).__name__}: {text}"
+
+
+def remove_temp_files(folder: Path) -> list[Path]:
+    """Delete the temporary files a writer killed mid-checkpoint left (call under the lock).
+
+    Each is up to the size of its index and is never read; only the lock holder writes them,
+    so under the lock none of them can be in use.
+    """
+    from kbqa.store.atomic import temp_files
+
+    gone = []
+    for path in temp_files(folder):
+        path.unlink(missing_ok=True)
+        gone.append(path)
+    return gone
 
 
 @contextmanager
