@@ -53,3 +53,41 @@ def test_an_identical_reupload_is_not_queued_again_at_every_start(home, embedder
             assert wait_job(c, job["id"])["report"][expected] == 1
     with client_for(home, embedder) as c:
         assert c.app.state.services.jobs.jobs() == []
+
+
+# -- 6 and 11: odd input is a 4xx, never a 500; strict types at the HTTP edge ---------------------
+
+
+def test_a_300_character_cjk_upload_name_is_capped_by_bytes(client, home):
+    r = upload(client, "长" * 300 + ".md", "# 长\n\n年假五天。\n".encode())
+    assert r.status_code == 202, r.text
+    [name] = r.json()["files"]
+    assert name.endswith(".md") and len(name.encode("utf-8")) <= 255
+    assert wait_job(client, r.json()["id"])["status"] == "done"
+    assert (home / "demo" / "uploads" / name).is_file()
+
+
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        ("/v1/kbs/demo/search", '{"query": "\\ud800"}'),
+        ("/v1/kbs/demo/search", '{"query": "\\udc00x", "top_k": "bad"}'),
+        ("/v1/kbs/demo/ask", '{"question": "\\udfff"}'),
+        ("/v1/kbs/demo/search", '{"query": "年假", "top_k": "5"}'),
+        ("/v1/kbs/demo/search", '{"query": "年假", "top_k": true}'),
+        ("/v1/kbs/demo/search", '{"query": "年假", "top_k": 5.0}'),
+        ("/v1/kbs/demo/ask", '{"question": "年假", "stream": 1}'),
+        ("/v1/kbs/demo/ask", '{"question": "年假", "stream": "true"}'),
+    ],
+)
+def test_lone_surrogates_and_coercible_types_are_422(client, url, body):
+    r = client.post(url, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"]
+
+
+def test_strict_types_still_take_the_right_ones(client):
+    r = client.post("/v1/kbs/demo/search", json={"query": "年假", "top_k": 2})
+    assert r.status_code == 200 and len(r.json()["hits"]) <= 2
+    r = client.post("/v1/kbs/demo/ask", json={"question": "年假有几天", "stream": False})
+    assert r.status_code == 200

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from kbqa.config import Settings, load_settings
@@ -78,6 +81,15 @@ def create_app(
     async def kbqa_error(request: Request, exc: KbqaError) -> JSONResponse:
         # The one translation of library errors to HTTP: the message already says what to do.
         return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own handler echoes the input back; a lone surrogate in it ("\ud800" in a
+        # JSON string) cannot be encoded as UTF-8, which made a 500 of a 422. ASCII-escaped
+        # JSON carries any string.
+        body = {"detail": jsonable_encoder(exc.errors())}
+        text = json.dumps(body, ensure_ascii=True, default=str)
+        return Response(text, status_code=422, media_type="application/json")
 
     for module in (routes_kbs, routes_documents, routes_search, routes_ask, routes_openai):
         app.include_router(module.router)

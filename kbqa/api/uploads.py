@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 UPLOADS = "uploads"
 _UNSAFE = re.compile(r"[^\w.\- ()（）【】\[\]]+")
-MAX_NAME = 120
+MAX_NAME = 120  # characters
+MAX_NAME_BYTES = 255  # what ext4, xfs, btrfs and APFS allow for one name
 
 
 def safe_name(raw: str | None) -> str:
@@ -34,10 +35,14 @@ def safe_name(raw: str | None) -> str:
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
     name = _UNSAFE.sub("_", name).strip(" ._")
-    if len(name) > MAX_NAME:
+    if len(name) > MAX_NAME or len(name.encode("utf-8")) > MAX_NAME_BYTES:
         stem, dot, suffix = name.rpartition(".")
         keep = suffix[:16] if dot else ""
-        name = (stem if dot else name)[: MAX_NAME - len(keep) - 1].rstrip(" ._") + dot + keep
+        stem = (stem if dot else name)[: MAX_NAME - len(keep) - 1]
+        # File systems cap a name at 255 bytes, not characters: 120 CJK characters are 360.
+        room = MAX_NAME_BYTES - len((dot + keep).encode("utf-8"))
+        stem = stem.encode("utf-8")[:room].decode("utf-8", "ignore")
+        name = stem.rstrip(" ._") + dot + keep
     return name or "upload"
 
 
