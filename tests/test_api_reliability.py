@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from tests.api_fixtures import *  # noqa: F403 - the fixtures
-from tests.api_fixtures import client_for, wait_job
+from tests.api_fixtures import LEAVE, build_kb, client_for, wait_job
+from tests.fakes import HashEmbedder
 
 HOLIDAY = "# 节假日安排\n\n春节放假七天，除夕当天下午提前下班。中秋节放假一天。\n"
 
@@ -91,3 +94,41 @@ def test_strict_types_still_take_the_right_ones(client):
     assert r.status_code == 200 and len(r.json()["hits"]) <= 2
     r = client.post("/v1/kbs/demo/ask", json={"question": "年假有几天", "stream": False})
     assert r.status_code == 200
+
+
+# -- 5: deleting a KB while searches are in flight ----------------------------------------------
+
+
+class HeldQueries(HashEmbedder):
+    """Holds a query between its KB lookup and its first SQLite read, until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = threading.Event()
+        self.inside = threading.Event()
+        self.release = threading.Event()
+
+    def embed_queries(self, texts):
+        if self.hold.is_set():
+            self.inside.set()
+            assert self.release.wait(30)
+        return super().embed_queries(texts)
+
+
+def test_deleting_a_kb_lets_in_flight_searches_finish(tmp_path):
+    embedder = HeldQueries()
+    home = tmp_path / "home"
+    build_kb(home, "demo", embedder, {"leave.md": LEAVE})
+    with client_for(home, embedder) as c, ThreadPoolExecutor(4) as pool:
+        assert c.post("/v1/kbs/demo/search", json={"query": "年假"}).status_code == 200
+        embedder.hold.set()
+        searches = [
+            pool.submit(c.post, "/v1/kbs/demo/search", json={"query": "年假有几天"})
+            for _ in range(3)
+        ]
+        assert embedder.inside.wait(10)
+        assert c.delete("/v1/kbs/demo").status_code == 200
+        embedder.release.set()
+        statuses = [f.result(timeout=30).status_code for f in searches]
+        assert set(statuses) <= {200, 404, 409}, statuses
+        assert c.post("/v1/kbs/demo/search", json={"query": "年假"}).status_code == 404
