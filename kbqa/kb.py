@@ -514,6 +514,10 @@ def _describe(error: Exception) -> str:
     return f"{type(error).__name__}: {text}"
 
 
+class WriterBusy(Conflict):
+    """The KB's writer lock is held by another process (or another writer in this one)."""
+
+
 def remove_temp_files(folder: Path) -> list[Path]:
     """Delete the temporary files a writer killed mid-checkpoint left (call under the lock).
 
@@ -538,7 +542,7 @@ def _lock(folder: Path, timeout: float = 10.0) -> Iterator[None]:
     try:
         lock.acquire(timeout=timeout)
     except Timeout as e:
-        raise Conflict(
+        raise WriterBusy(
             f"another process is writing knowledge base {folder.name!r} (lock {folder / LOCK_FILE}); "
             "wait for it to finish and try again"
         ) from e

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -132,3 +133,22 @@ def test_deleting_a_kb_lets_in_flight_searches_finish(tmp_path):
         statuses = [f.result(timeout=30).status_code for f in searches]
         assert set(statuses) <= {200, 404, 409}, statuses
         assert c.post("/v1/kbs/demo/search", json={"query": "年假"}).status_code == 404
+
+
+# -- 7: another writer on the same home delays an accepted upload, never drops it ----------------
+
+
+def test_an_upload_waits_for_another_writers_lock(home, embedder, monkeypatch):
+    import kbqa.api.routes_documents as routes
+    import kbqa.kb
+
+    monkeypatch.setattr(kbqa.kb._lock.__wrapped__, "__defaults__", (0.2,))  # fail fast
+    monkeypatch.setattr(routes, "LOCK_RETRY_SECONDS", 0.05, raising=False)
+    with client_for(home, embedder) as c:
+        with kbqa.kb._lock(home / "demo"):  # a second server ingesting into the same KB
+            r = upload(c, "节假日.md", HOLIDAY.encode())
+            assert r.status_code == 202
+            time.sleep(1.0)
+            assert c.get(f"/v1/jobs/{r.json()['id']}").json()["status"] in ("queued", "running")
+        job = wait_job(c, r.json()["id"])
+        assert job["status"] == "done" and job["report"]["files_added"] == 1, job

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -19,19 +20,30 @@ from kbqa.errors import KbqaError, NotFound
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["documents"])
 
+LOCK_RETRY_SECONDS = 1.0  # an upload job waiting for another process's writer lock
 ERRORS = {401: {}, 403: {}, 404: {}, 413: {}, 415: {}, 422: {}}
 
 
 def _ingest_fn(services: Services, name: str):
     def run(paths: list[Path], progress) -> dict:
         from kbqa.config import IngestConfig, SplitConfig
-        from kbqa.kb import KnowledgeBase
+        from kbqa.kb import KnowledgeBase, WriterBusy
 
         # Its own writer instance: the shared reader keeps serving the last committed state.
         kb = KnowledgeBase.open(services.kbs.home, name)
         try:
             split = SplitConfig(kb.manifest.chunk_size, kb.manifest.chunk_overlap)
-            report = kb.ingest(paths, services.embedder, IngestConfig(split=split), progress)
+            config = IngestConfig(split=split)
+            while True:
+                try:
+                    report = kb.ingest(paths, services.embedder, config, progress)
+                    break
+                except WriterBusy:
+                    # The upload is acknowledged: another writer on this home (a second
+                    # server, a CLI ingest) only delays it; failing here would leave it
+                    # unindexed in uploads/ until a restart.
+                    log.info("knowledge base %r is busy; job waits for its writer lock", name)
+                    time.sleep(LOCK_RETRY_SECONDS)
         finally:
             kb.close()
         return report.to_dict()
