@@ -14,7 +14,6 @@ from kbqa.loaders.tables import _qa_columns, _qa_documents
 from kbqa.loaders.text import _markdown_meta, _tidy
 from kbqa.types import Document
 
-
 W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 
 
