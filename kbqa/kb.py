@@ -51,7 +51,11 @@ def list_kbs(home: Path) -> list[str]:
 
 
 class IngestProgress(Protocol):
-    """What a front end shows while a batch runs (a progress bar, a job record)."""
+    """What a front end shows while a batch runs (a progress bar, a job record).
+
+    A front end that can stop a batch also has ``cancelled() -> bool``, asked between files
+    and between embedding batches (kbqa.api.jobs does; the CLI is stopped with Ctrl-C).
+    """
 
     def start(self, total_files: int) -> None: ...
 
@@ -272,13 +276,17 @@ class KnowledgeBase:
         self.check_embedder(embedder)
         self.check_split(config.split)
         progress.start(len(files))
+        _check_cancel(progress, report)
         with self._writing() as indexes:
             batch = _Batch(self, indexes, embedder, config, report, progress)
-            for path in files:
-                batch.visit(path)
-            batch.flush()
-            if batch.changed:
-                self._checkpoint(indexes)
+            try:
+                for path in files:
+                    _check_cancel(progress, report)
+                    batch.visit(path)
+                batch.flush()
+            finally:  # cancelled too: what was committed is checkpointed
+                if batch.changed:
+                    self._checkpoint(indexes)
         report.seconds = time.monotonic() - started
         return report
 
@@ -387,7 +395,7 @@ class _Batch:
                     return
             if not job.chunks:
                 raise BadInput(f"{path}: no text found in the file; nothing to index")
-        except ModelError:
+        except (ModelError, IngestCancelled):
             raise
         except Exception as e:  # noqa: BLE001 - any loader failure is recorded, the batch goes on
             self._record_failure(job, e)
@@ -401,6 +409,7 @@ class _Batch:
         if not self.pending:
             return
         jobs, self.pending = self.pending, []
+        _check_cancel(self.progress, self.report)
         texts = [c.index_text for j in jobs for c in j.chunks]
         vectors = self._embed(texts)
         at = 0
@@ -417,6 +426,7 @@ class _Batch:
             for chunk in rest:
                 buf.append(chunk)
                 if len(buf) >= self.batch_size:
+                    _check_cancel(self.progress, self.report)
                     yield buf, self._embed([c.index_text for c in buf])
                     buf = []
             if buf:
@@ -455,7 +465,7 @@ class _Batch:
             store.rollback()
             if added:
                 self.indexes.remove(np.concatenate(added))
-            if isinstance(e, ModelError) or not isinstance(e, Exception):
+            if isinstance(e, (ModelError, IngestCancelled)) or not isinstance(e, Exception):
                 raise
             self._record_failure(job, e)
             return
@@ -512,6 +522,27 @@ def _remote_settings(name: str, vector_store: str, milvus_uri: str | None) -> di
 def _describe(error: Exception) -> str:
     text = str(error).strip() or "no details"
     return f"{type(error).__name__}: {text}"
+
+
+class IngestCancelled(KbqaError):
+    """A batch stopped on request (progress.cancelled()); ``report`` holds what was committed."""
+
+    http_status = 409
+
+    def __init__(self, report: IngestReport) -> None:
+        done = report.files_added + report.files_updated + report.files_unchanged
+        super().__init__(
+            f"ingestion into {report.kb!r} was cancelled after {done} file(s); files already "
+            "committed stay, the rest were not ingested"
+        )
+        self.report = report
+
+
+def _check_cancel(progress: IngestProgress, report: IngestReport) -> None:
+    # Optional in the protocol: front ends that cannot cancel (the CLI) leave it out.
+    cancelled = getattr(progress, "cancelled", None)
+    if cancelled is not None and cancelled():
+        raise IngestCancelled(report)
 
 
 class WriterBusy(Conflict):

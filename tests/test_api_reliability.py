@@ -152,3 +152,85 @@ def test_an_upload_waits_for_another_writers_lock(home, embedder, monkeypatch):
             assert c.get(f"/v1/jobs/{r.json()['id']}").json()["status"] in ("queued", "running")
         job = wait_job(c, r.json()["id"])
         assert job["status"] == "done" and job["report"]["files_added"] == 1, job
+
+
+# -- 2: one KB's job never blocks another's; jobs can be cancelled ----------------------------
+
+
+class SlowFiles(HashEmbedder):
+    """Embedding of any passage holding '慢' waits until released; everything else is instant."""
+
+    batch_size = 1  # each file is embedded (and committed) on its own
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = threading.Event()
+        self.release = threading.Event()
+
+    def embed_passages(self, texts):
+        if any("慢" in t for t in texts):
+            self.inside.set()
+            assert self.release.wait(30), "the test never released the slow file"
+        return super().embed_passages(texts)
+
+
+@pytest.fixture
+def slow(tmp_path):
+    embedder = SlowFiles()
+    home = tmp_path / "home"
+    build_kb(home, "demo", embedder, {"leave.md": LEAVE})
+    build_kb(home, "other", embedder, {"vpn.md": "# VPN\n\n远程办公需要先连接公司VPN。\n"})
+    with client_for(home, embedder) as c:
+        yield c, embedder, home
+        embedder.release.set()
+
+
+def upload_many(client, kb: str, names: dict[str, str]):
+    files = [("files", (n, io.BytesIO(t.encode()), "text/markdown")) for n, t in names.items()]
+    r = client.post(f"/v1/kbs/{kb}/documents", files=files)
+    assert r.status_code == 202, r.text
+    return r.json()
+
+
+def test_a_slow_job_in_one_kb_does_not_hold_up_another_kb(slow):
+    c, embedder, _ = slow
+    stuck = upload_many(c, "demo", {"slow.md": "# 慢\n\n一个很慢的文件。\n"})
+    assert embedder.inside.wait(10)
+    other = upload_many(c, "other", {"holiday.md": HOLIDAY})
+    assert wait_job(c, other["id"], timeout=10)["status"] == "done"
+    assert c.get(f"/v1/jobs/{stuck['id']}").json()["status"] == "running"
+    embedder.release.set()
+    assert wait_job(c, stuck["id"])["status"] == "done"
+
+
+def test_cancel_a_running_and_a_queued_job(slow):
+    c, embedder, home = slow
+    running = upload_many(
+        c, "demo", {"slow.md": "# 慢\n\n很慢。\n", "a.md": HOLIDAY, "b.md": "# 乙\n\n乙文件。\n"}
+    )
+    assert embedder.inside.wait(10)
+    queued = upload_many(c, "demo", {"c.md": "# 丙\n\n丙文件。\n"})
+    r = c.delete(f"/v1/jobs/{queued['id']}")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    assert c.delete(f"/v1/jobs/{running['id']}").status_code == 200
+    embedder.release.set()
+    job = wait_job(c, running["id"])
+    assert job["status"] == "cancelled" and "cancelled" in job["error"]
+    assert job["report"]["files_added"] == 1  # the file in flight was committed, then it stopped
+    assert wait_job(c, queued["id"])["status"] == "cancelled"
+    uploads = home / "demo" / "uploads"
+    assert sorted(p.name for p in uploads.iterdir()) == ["slow.md"]  # the rest dropped
+    assert c.delete(f"/v1/jobs/{running['id']}").status_code == 409  # finished
+    assert c.delete("/v1/jobs/nope").status_code == 404
+    assert doc_named(c, "a.md") is None and doc_named(c, "slow.md") is not None
+
+
+def test_a_cancelled_job_is_not_resumed_at_restart(slow, tmp_path):
+    c, embedder, home = slow
+    running = upload_many(c, "demo", {"slow.md": "# 慢\n\n很慢。\n", "a.md": HOLIDAY})
+    assert embedder.inside.wait(10)
+    c.delete(f"/v1/jobs/{running['id']}")
+    embedder.release.set()
+    assert wait_job(c, running["id"])["status"] == "cancelled"
+    with client_for(home, embedder) as again:
+        assert again.app.state.services.jobs.jobs() == []

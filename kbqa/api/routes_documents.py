@@ -12,7 +12,7 @@ from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 
 from kbqa.api import uploads
-from kbqa.api.deps import PrincipalDep, ReadKb, ServicesDep, WriteKb, check_read
+from kbqa.api.deps import PrincipalDep, ReadKb, ServicesDep, WriteKb, check_read, check_write
 from kbqa.api.schemas import DocumentList, DocumentRemoved, JobInfo
 from kbqa.api.state import Services
 from kbqa.errors import KbqaError, NotFound
@@ -21,24 +21,32 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["documents"])
 
 LOCK_RETRY_SECONDS = 1.0  # an upload job waiting for another process's writer lock
-ERRORS = {401: {}, 403: {}, 404: {}, 413: {}, 415: {}, 422: {}}
+ERRORS = {401: {}, 403: {}, 404: {}, 409: {}, 413: {}, 415: {}, 422: {}}
 
 
 def _ingest_fn(services: Services, name: str):
     def run(paths: list[Path], progress) -> dict:
         from kbqa.config import IngestConfig, SplitConfig
-        from kbqa.kb import KnowledgeBase, WriterBusy
+        from kbqa.kb import IngestCancelled, KnowledgeBase, WriterBusy
 
         # Its own writer instance: the shared reader keeps serving the last committed state.
         kb = KnowledgeBase.open(services.kbs.home, name)
         try:
             split = SplitConfig(kb.manifest.chunk_size, kb.manifest.chunk_overlap)
-            config = IngestConfig(split=split)
+            config = IngestConfig(split=split, load=services.settings.load_config())
             while True:
                 try:
                     report = kb.ingest(paths, services.embedder, config, progress)
                     break
+                except IngestCancelled:
+                    # Dropped, or the next start would find them "not ingested" and resume
+                    # the very job that was cancelled.
+                    for path in uploads.not_ingested(kb, paths):
+                        path.unlink(missing_ok=True)
+                    raise
                 except WriterBusy:
+                    if progress.cancelled():
+                        continue  # the next ingest() raises IngestCancelled before the lock
                     # The upload is acknowledged: another writer on this home (a second
                     # server, a CLI ingest) only delays it; failing here would leave it
                     # unindexed in uploads/ until a restart.
@@ -106,6 +114,18 @@ def get_job(
     job = services.jobs.get(job_id)
     check_read(who, job.kb)
     return job.to_dict()
+
+
+@router.delete("/v1/jobs/{job_id}", response_model=JobInfo, tags=["jobs"], responses=ERRORS)
+def cancel_job(
+    job_id: Annotated[str, PathParam(max_length=64)], services: ServicesDep, who: PrincipalDep
+) -> dict:
+    """Cancel an ingestion job: a queued one never starts, a running one stops at its next file
+    or embedding batch (status ``cancelled``). Files it already committed stay; its uploads
+    not yet ingested are deleted, so a restart does not resume it. 409 if it has finished."""
+    job = services.jobs.get(job_id)
+    check_write(who, job.kb)
+    return services.jobs.cancel(job_id).to_dict()
 
 
 @router.get("/v1/kbs/{kb}/documents", response_model=DocumentList, responses=ERRORS)

@@ -116,7 +116,7 @@ class DocumentRemoved(BaseModel):
 class JobInfo(BaseModel):
     id: str
     kb: str
-    status: Literal["queued", "running", "done", "failed"]
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
     files: list[str]
     files_total: int
     files_done: int

@@ -91,7 +91,7 @@ def is_upload(kb_folder: Path, source: str) -> bool:
     return Path(source).parent == (kb_folder / UPLOADS).resolve()
 
 
-def not_ingested(kb: KnowledgeBase) -> list[Path]:
+def not_ingested(kb: KnowledgeBase, paths: list[Path] | None = None) -> list[Path]:
     """Uploads the KB does not hold as they are on disk: the server stopped before their job ran.
 
     An upload is acknowledged (202) once its file is saved; a restart must not lose it. A file
@@ -103,7 +103,7 @@ def not_ingested(kb: KnowledgeBase) -> list[Path]:
     if not folder.is_dir():
         return []
     pending = []
-    for path in sorted(folder.iterdir()):
+    for path in sorted(folder.iterdir()) if paths is None else paths:
         if not path.is_file() or path.name.startswith(".part-"):
             continue
         row, stat = kb.store.document(str(path.resolve())), path.stat()
