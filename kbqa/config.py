@@ -158,6 +158,8 @@ class Settings(BaseSettings):
     cors_origins: str = ""  # comma-separated origins a browser page may call the API from
     max_upload_mb: float = 50.0  # per uploaded file
     max_upload_files: int = 20  # per upload request
+    max_upload_total_mb: float = Field(200.0, gt=0)  # all files of one upload request
+    max_concurrent_uploads: int = Field(4, ge=1)  # uploads received at once (each spools to disk)
     max_body_kb: int = 1024  # any request body other than an upload
     # Per-file work limits of the loaders (kbqa.config.LoadConfig); the same for CLI and API.
     max_paragraphs: int = 200_000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -234,3 +235,92 @@ def test_a_cancelled_job_is_not_resumed_at_restart(slow, tmp_path):
     assert wait_job(c, running["id"])["status"] == "cancelled"
     with client_for(home, embedder) as again:
         assert again.app.state.services.jobs.jobs() == []
+
+
+# -- 3: upload limits hold while the body streams in ----------------------------------------------
+
+
+def multipart(files: dict[str, bytes], boundary: str = "kbqaBoundary7") -> bytes:
+    out = b""
+    for name, data in files.items():
+        out += (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+                "Content-Type: text/plain\r\n\r\n"
+            ).encode()
+            + data
+            + b"\r\n"
+        )
+    return out + f"--{boundary}--\r\n".encode()
+
+
+def stream_upload(client, body: bytes, chunk: int = 64 * 1024) -> tuple[int, dict, int]:
+    """POST ``body`` to the app in chunks, as a socket delivers it; returns (status, json, bytes read)."""
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/kbs/demo/documents", "raw_path": b"/v1/kbs/demo/documents",
+        "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1), "server": ("t", 80),
+        "headers": [(b"host", b"t"), (b"content-type", b"multipart/form-data; boundary=kbqaBoundary7")],
+    }  # fmt: skip
+    read, sent = 0, []
+
+    async def receive():
+        nonlocal read
+        data = body[read : read + chunk]
+        read += len(data)
+        return {"type": "http.request", "body": data, "more_body": read < len(body)}
+
+    async def send(message):
+        sent.append(message)
+
+    client.portal.call(client.app, scope, receive, send)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    text = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status, json.loads(text), read
+
+
+def test_an_oversize_file_is_refused_before_its_body_is_read(home, embedder):
+    with client_for(home, embedder, max_upload_mb=1) as c:
+        body = multipart({"big.txt": b"x" * (20 * 2**20)})
+        status, detail, read = stream_upload(c, body)
+        assert status == 413 and "KBQA_MAX_UPLOAD_MB" in detail["detail"]
+        assert read < 2 * 2**20, f"read {read / 2**20:.1f} MB of a 20 MB body before refusing"
+        assert not list((home / "demo").glob("uploads/*"))
+        # Small files in the same request framing still go through.
+        status, job, _ = stream_upload(c, multipart({"ok.md": HOLIDAY.encode()}))
+        assert status == 202 and wait_job(c, job["id"])["status"] == "done"
+
+
+def test_the_total_of_one_upload_request_is_capped(home, embedder):
+    with client_for(home, embedder, max_upload_mb=1, max_upload_total_mb=1.5) as c:
+        files = {f"{i}.txt": "年假".encode() * 100_000 for i in range(3)}  # 3 x 0.6 MB
+        status, detail, read = stream_upload(c, multipart(files))
+        assert status == 413 and "KBQA_MAX_UPLOAD_TOTAL_MB" in detail["detail"]
+        assert read < 1.7 * 2**20
+
+
+def test_concurrent_uploads_are_capped(home, embedder, monkeypatch):
+    import kbqa.api.limits
+    import kbqa.api.uploads
+
+    monkeypatch.setattr(kbqa.api.limits, "UPLOAD_WAIT_SECONDS", 0.5)
+    inside, release = threading.Event(), threading.Event()
+    real_save = kbqa.api.uploads.save
+
+    def held_save(*args):
+        inside.set()
+        assert release.wait(30)
+        return real_save(*args)
+
+    monkeypatch.setattr(kbqa.api.uploads, "save", held_save)
+    with client_for(home, embedder, max_concurrent_uploads=1) as c, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(upload, c, "a.md", HOLIDAY.encode())
+        assert inside.wait(10)
+        second = upload(c, "b.md", HOLIDAY.encode())
+        assert second.status_code == 503 and "KBQA_MAX_CONCURRENT_UPLOADS" in second.text
+        assert second.headers["retry-after"]
+        # Other requests are not held up by the upload in progress.
+        assert c.post("/v1/kbs/demo/search", json={"query": "年假"}).status_code == 200
+        release.set()
+        assert first.result(timeout=30).status_code == 202
+        assert upload(c, "b.md", HOLIDAY.encode()).status_code == 202

@@ -96,12 +96,12 @@ def create_app(
     app.include_router(routes_meta.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    files = max(1, settings.max_upload_files)
     app.add_middleware(
         BodyLimit,
         max_body=settings.max_body_kb * 1024,
-        # Multipart framing adds a little per file on top of the files themselves.
-        max_upload=int(files * (settings.max_upload_mb * 2**20 + 64 * 1024)),
+        max_upload=int(settings.max_upload_total_mb * 2**20),
+        max_file=int(settings.max_upload_mb * 2**20),
+        max_concurrent=settings.max_concurrent_uploads,
     )
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
