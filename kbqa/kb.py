@@ -284,9 +284,12 @@ class KnowledgeBase:
                     _check_cancel(progress, report)
                     batch.visit(path)
                 batch.flush()
-            finally:  # cancelled too: what was committed is checkpointed
-                if batch.changed:
+            except IngestCancelled:
+                if batch.changed:  # what was committed is checkpointed, as at the end
                     self._checkpoint(indexes)
+                raise
+            if batch.changed:
+                self._checkpoint(indexes)
         report.seconds = time.monotonic() - started
         return report
 

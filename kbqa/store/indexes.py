@@ -61,11 +61,14 @@ class Indexes:
                 folder, "dense.faiss", lambda: FaissStore.load(folder, manifest.dim)
             )
             lexical = _load_or_none(folder, "lexical.npz", lambda: LexicalIndex.load(folder))
-            chunks = store.counts()["chunks"] if dense is not None else 0
-            if dense is not None and len(dense) != chunks:
+            # The checkpoint that wrote the index recorded its chunk count in the manifest: a
+            # file cut short (or swapped) disagrees. Not SQLite's live count, which a writer
+            # may have moved on since.
+            chunks = manifest.counts.get("chunks")
+            if dense is not None and chunks is not None and len(dense) != chunks:
                 log.warning(
-                    "%s/dense.faiss holds %d vectors but chunks.sqlite %d chunks; rebuilding it "
-                    "from chunks.sqlite", folder, len(dense), chunks,
+                    "%s/dense.faiss holds %d vectors but its checkpoint had %d chunks; "
+                    "rebuilding it from chunks.sqlite", folder, len(dense), chunks,
                 )  # fmt: skip
                 dense = None
             if dense is not None and lexical is not None:
