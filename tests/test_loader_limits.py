@@ -133,3 +133,21 @@ def test_docx_reading_does_not_scale_with_the_number_of_styles(tmp_path):
     baseline, styled = seconds(few), seconds(many)
     # Parsing 3,000 more styles once is cheap; 3,000 paragraphs x 3,000 styles is not.
     assert styled < 3 * baseline + 0.5, (baseline, styled)
+
+
+@pytest.mark.parametrize("field", ["max_paragraphs", "max_cells", "max_rows", "max_unzipped_mb"])
+def test_limits_must_be_positive(field):
+    with pytest.raises(BadInput, match=field):
+        LoadConfig(**{field: 0})
+
+
+def test_the_limits_come_from_kbqa_settings(monkeypatch):
+    from kbqa.config import load_settings
+
+    monkeypatch.setenv("KBQA_MAX_PARAGRAPHS", "7")
+    monkeypatch.setenv("KBQA_MAX_UNZIPPED_MB", "2.5")
+    config = load_settings().load_config()
+    assert (config.max_paragraphs, config.max_unzipped_mb) == (7, 2.5)
+    monkeypatch.setenv("KBQA_MAX_ROWS", "0")
+    with pytest.raises(BadInput, match="max_rows"):
+        load_settings()
