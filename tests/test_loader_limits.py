@@ -151,3 +151,12 @@ def test_the_limits_come_from_kbqa_settings(monkeypatch):
     monkeypatch.setenv("KBQA_MAX_ROWS", "0")
     with pytest.raises(BadInput, match="max_rows"):
         load_settings()
+
+
+def test_an_undeclared_html_page_gbk_after_a_long_ascii_head(tmp_path):
+    # Read as a stream, the encoding is still judged on the first non-ASCII block.
+    head = "<html><body>" + "<p>ascii only</p>" * 20_000  # ~340 KB
+    path = tmp_path / "late.html"
+    path.write_bytes((head + "<p>春节放假七天。</p></body></html>").encode("gbk"))
+    [doc] = read(path)
+    assert "春节放假七天" in doc.text

@@ -16,9 +16,9 @@ from kbqa.config import LoadConfig
 from kbqa.loaders.text import (
     MARKDOWN_WHOLE_CHARS,
     _markdown_meta,
-    _pick_encoding,
     _refuse_binary,
     _tidy,
+    sniff_encoding,
 )
 from kbqa.types import Document
 
@@ -46,7 +46,9 @@ def _load_html(path: Path, config: LoadConfig) -> Iterator[Document]:
             encoding = "gb18030" if gb else declared
         else:
             _refuse_binary(path, head)
-            encoding = _pick_encoding(path, head)
+            # Judged on the first block with a non-ASCII byte, not the head alone: a page may
+            # be ASCII for its first 256 KB and GBK after.
+            encoding = sniff_encoding(path)
             decode = codecs.getincrementaldecoder(encoding)().decode
         # The parser decodes a declared encoding itself; otherwise it is fed decoded text.
         events = ("start", "end", "comment", "pi")
