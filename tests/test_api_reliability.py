@@ -324,3 +324,16 @@ def test_concurrent_uploads_are_capped(home, embedder, monkeypatch):
         release.set()
         assert first.result(timeout=30).status_code == 202
         assert upload(c, "b.md", HOLIDAY.encode()).status_code == 202
+
+
+def test_an_uploaded_docx_bomb_fails_fast_and_is_not_resumed(home, embedder, tmp_path):
+    from tests.test_loader_limits import make_docx
+
+    bomb = make_docx(tmp_path / "bomb.docx", "<w:p/>" * 5_000_000).read_bytes()  # ~80 KB
+    with client_for(home, embedder, max_paragraphs=100_000) as c:
+        r = upload(c, "bomb.docx", bomb)
+        job = wait_job(c, r.json()["id"], timeout=30)
+        [failed] = job["report"]["files_failed"]
+        assert "bomb.docx" in failed["error"] and "KBQA_MAX_PARAGRAPHS" in failed["error"]
+    with client_for(home, embedder) as c:
+        assert c.app.state.services.jobs.jobs() == []  # its failure is recorded: not redone
