@@ -104,7 +104,10 @@ def ingest(
         if chunk_overlap is not None
         else (kb_obj.manifest.chunk_overlap if kb_obj else s.chunk_overlap),
     )
-    config = IngestConfig(include=tuple(include or ()), exclude=tuple(exclude or ()), split=split)
+    config = IngestConfig(
+        include=tuple(include or ()), exclude=tuple(exclude or ()), split=split,
+        load=s.load_config(),
+    )  # fmt: skip
     if kb_obj and store and store != kb_obj.manifest.vector_store:
         raise BadInput(
             f"knowledge base {name!r} keeps its vectors in {kb_obj.manifest.vector_store}; "

@@ -42,9 +42,17 @@ class LoadConfig:
     question_columns: tuple[str, ...] = ("问题", "question", "q", "问")
     answer_columns: tuple[str, ...] = ("答案", "answer", "a", "答", "回答")
     max_file_mb: float = 512.0
+    # Bounded work per file: a small zip can hold millions of empty paragraphs or rows. Each
+    # limit is a BadInput naming the file and the setting (KBQA_MAX_PARAGRAPHS, ...).
+    max_paragraphs: int = 200_000  # .docx paragraphs
+    max_cells: int = 1_000_000  # table cells (.docx tables, .xlsx sheets)
+    max_rows: int = 1_000_000  # rows per .xlsx sheet or .csv file
+    max_unzipped_mb: float = 1024.0  # decompressed size of a .docx / .xlsx
 
     def __post_init__(self) -> None:
         _positive("max_file_mb", self.max_file_mb)
+        for name in ("max_paragraphs", "max_cells", "max_rows", "max_unzipped_mb"):
+            _positive(name, getattr(self, name))
         if not self.question_columns or not self.answer_columns:
             raise BadInput("question_columns and answer_columns need at least one name each")
 
@@ -150,7 +158,14 @@ class Settings(BaseSettings):
     cors_origins: str = ""  # comma-separated origins a browser page may call the API from
     max_upload_mb: float = 50.0  # per uploaded file
     max_upload_files: int = 20  # per upload request
+    max_upload_total_mb: float = Field(200.0, gt=0)  # all files of one upload request
+    max_concurrent_uploads: int = Field(4, ge=1)  # uploads received at once (each spools to disk)
     max_body_kb: int = 1024  # any request body other than an upload
+    # Per-file work limits of the loaders (kbqa.config.LoadConfig); the same for CLI and API.
+    max_paragraphs: int = 200_000
+    max_cells: int = 1_000_000
+    max_rows: int = 1_000_000
+    max_unzipped_mb: float = 1024.0
     llm_queue: int = 16  # generation requests waiting for the one LLM; more get 503
     # Threads for searches and extractive answers (0: one per CPU core). Raise it when dense
     # search is a network call (Milvus); see kbqa.api.deps.run_query for why it is small.
@@ -161,6 +176,12 @@ class Settings(BaseSettings):
 
     def split_config(self) -> SplitConfig:
         return SplitConfig(chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap)
+
+    def load_config(self) -> LoadConfig:
+        return LoadConfig(
+            max_paragraphs=self.max_paragraphs, max_cells=self.max_cells,
+            max_rows=self.max_rows, max_unzipped_mb=self.max_unzipped_mb,
+        )  # fmt: skip
 
     def embed_config(self) -> EmbedConfig:
         return EmbedConfig(model=self.embedding_model, batch_size=self.embedding_batch_size)
@@ -191,4 +212,5 @@ def load_settings() -> Settings:
         )
         raise BadInput(f"bad setting in the environment: {problems}") from None
     settings.ask_config()
+    settings.load_config()
     return settings

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -15,13 +17,15 @@ def collect_files(
     include: Iterable[str] = (),
     exclude: Iterable[str] = (),
     skip_under: Path | None = None,
+    broken: list[tuple[str, str]] | None = None,
 ) -> list[Path]:
     """Resolved files under ``paths`` in a stable order, each once; hidden files are skipped.
 
     A glob matches a file's name or its path relative to the folder it was found in, so both
     ``*.md`` and ``policies/*.md`` work. Files a folder walk finds below ``skip_under`` (the KB
     home) are not taken, so `kbqa ingest .` does not swallow the indexes themselves; a file named
-    explicitly is (the API keeps uploads in the KB's folder).
+    explicitly is (the API keeps uploads in the KB's folder). Dangling links and link loops a
+    walk finds are appended to ``broken`` as (path, error), so a batch can report them.
     """
     skip = skip_under.resolve() if skip_under is not None else None
     missing = [str(p) for p in paths if not p.exists()]
@@ -35,11 +39,16 @@ def collect_files(
         if root.is_file():
             candidates = [(root, root.name)]
         else:
-            candidates = [
-                (p, p.relative_to(root).as_posix())
-                for p in sorted(root.rglob("*"))
-                if p.is_file() and not _hidden(p.relative_to(root))
-            ]
+            candidates = []
+            for p in sorted(root.rglob("*")):
+                if _hidden(p.relative_to(root)):
+                    continue
+                if p.is_file():
+                    candidates.append((p, p.relative_to(root).as_posix()))
+                elif broken is not None and p.is_symlink():
+                    problem = _broken_link(p)
+                    if problem:
+                        broken.append((str(p), problem))
         for path, rel in candidates:
             if include and not _matches(path.name, rel, include):
                 continue
@@ -52,6 +61,18 @@ def collect_files(
                 seen.add(resolved)
                 out.append(resolved)
     return out
+
+
+def _broken_link(path: Path) -> str | None:
+    """Why a symbolic link cannot be followed (missing target, loop), or None if it can."""
+    try:
+        path.stat()
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return f"{path}: symbolic link loop; fix or remove the link"
+        target = os.readlink(path)
+        return f"{path}: symbolic link to a missing target ({target}); fix or remove the link"
+    return None
 
 
 def _hidden(rel: Path) -> bool:

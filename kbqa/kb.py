@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
@@ -50,7 +51,11 @@ def list_kbs(home: Path) -> list[str]:
 
 
 class IngestProgress(Protocol):
-    """What a front end shows while a batch runs (a progress bar, a job record)."""
+    """What a front end shows while a batch runs (a progress bar, a job record).
+
+    A front end that can stop a batch also has ``cancelled() -> bool``, asked between files
+    and between embedding batches (kbqa.api.jobs does; the CLI is stopped with Ctrl-C).
+    """
 
     def start(self, total_files: int) -> None: ...
 
@@ -229,6 +234,7 @@ class KnowledgeBase:
     def _writing(self) -> Iterator[Indexes]:
         """Hold the KB's writer lock; repair indexes a crashed writer left behind."""
         with _lock(self.folder):
+            remove_temp_files(self.folder)
             self.manifest = Manifest.load(self.folder)
             # repair: under the lock a remote store may be synced with SQLite (no one else writes).
             indexes, rebuilt = Indexes.open(self.folder, self.store, self.manifest, repair=True)
@@ -261,16 +267,27 @@ class KnowledgeBase:
         started = time.monotonic()
         progress = progress or _NoProgress()
         report = IngestReport(kb=self.name)
-        files = collect_files(paths, config.include, config.exclude, skip_under=self.folder.parent)
-        report.files_seen = len(files)
+        broken: list[tuple[str, str]] = []
+        files = collect_files(
+            paths, config.include, config.exclude, skip_under=self.folder.parent, broken=broken
+        )
+        report.files_seen = len(files) + len(broken)
+        report.files_failed.extend(FileFailure(path=p, error=e) for p, e in broken)
         self.check_embedder(embedder)
         self.check_split(config.split)
         progress.start(len(files))
+        _check_cancel(progress, report)
         with self._writing() as indexes:
             batch = _Batch(self, indexes, embedder, config, report, progress)
-            for path in files:
-                batch.visit(path)
-            batch.flush()
+            try:
+                for path in files:
+                    _check_cancel(progress, report)
+                    batch.visit(path)
+                batch.flush()
+            except IngestCancelled:
+                if batch.changed:  # what was committed is checkpointed, as at the end
+                    self._checkpoint(indexes)
+                raise
             if batch.changed:
                 self._checkpoint(indexes)
         report.seconds = time.monotonic() - started
@@ -346,6 +363,18 @@ class _Batch:
 
         source = str(path)
         try:
+            source.encode("utf-8")
+        except UnicodeEncodeError:
+            # A name in another encoding (GBK from an old share, say) arrives surrogate-escaped;
+            # SQLite cannot store it, so it fails alone instead of aborting the whole batch.
+            shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+            self._failed(
+                shown,
+                f"{shown}: the file name is not valid UTF-8, so it cannot be recorded; rename "
+                "the file (e.g. convmv -f gbk -t utf-8 --notest FILE)",
+            )
+            return
+        try:
             stat = path.stat()
             sha = sha256_file(path)
         except OSError as e:
@@ -353,6 +382,8 @@ class _Batch:
             return
         existing = self.store.document(source)
         if existing and existing.sha256 == sha and existing.status == "ok":
+            if (existing.size, existing.mtime) != (stat.st_size, stat.st_mtime):
+                self.store.touch_document(existing.id, stat.st_size, stat.st_mtime)
             self.report.files_unchanged += 1
             self.progress.file_done(source, "unchanged")
             return
@@ -367,7 +398,7 @@ class _Batch:
                     return
             if not job.chunks:
                 raise BadInput(f"{path}: no text found in the file; nothing to index")
-        except ModelError:
+        except (ModelError, IngestCancelled):
             raise
         except Exception as e:  # noqa: BLE001 - any loader failure is recorded, the batch goes on
             self._record_failure(job, e)
@@ -381,6 +412,7 @@ class _Batch:
         if not self.pending:
             return
         jobs, self.pending = self.pending, []
+        _check_cancel(self.progress, self.report)
         texts = [c.index_text for j in jobs for c in j.chunks]
         vectors = self._embed(texts)
         at = 0
@@ -397,6 +429,7 @@ class _Batch:
             for chunk in rest:
                 buf.append(chunk)
                 if len(buf) >= self.batch_size:
+                    _check_cancel(self.progress, self.report)
                     yield buf, self._embed([c.index_text for c in buf])
                     buf = []
             if buf:
@@ -435,7 +468,7 @@ class _Batch:
             store.rollback()
             if added:
                 self.indexes.remove(np.concatenate(added))
-            if isinstance(e, ModelError) or not isinstance(e, Exception):
+            if isinstance(e, (ModelError, IngestCancelled)) or not isinstance(e, Exception):
                 raise
             self._record_failure(job, e)
             return
@@ -494,6 +527,46 @@ def _describe(error: Exception) -> str:
     return f"{type(error).__name__}: {text}"
 
 
+class IngestCancelled(KbqaError):
+    """A batch stopped on request (progress.cancelled()); ``report`` holds what was committed."""
+
+    http_status = 409
+
+    def __init__(self, report: IngestReport) -> None:
+        done = report.files_added + report.files_updated + report.files_unchanged
+        super().__init__(
+            f"ingestion into {report.kb!r} was cancelled after {done} file(s); files already "
+            "committed stay, the rest were not ingested"
+        )
+        self.report = report
+
+
+def _check_cancel(progress: IngestProgress, report: IngestReport) -> None:
+    # Optional in the protocol: front ends that cannot cancel (the CLI) leave it out.
+    cancelled = getattr(progress, "cancelled", None)
+    if cancelled is not None and cancelled():
+        raise IngestCancelled(report)
+
+
+class WriterBusy(Conflict):
+    """The KB's writer lock is held by another process (or another writer in this one)."""
+
+
+def remove_temp_files(folder: Path) -> list[Path]:
+    """Delete the temporary files a writer killed mid-checkpoint left (call under the lock).
+
+    Each is up to the size of its index and is never read; only the lock holder writes them,
+    so under the lock none of them can be in use.
+    """
+    from kbqa.store.atomic import temp_files
+
+    gone = []
+    for path in temp_files(folder):
+        path.unlink(missing_ok=True)
+        gone.append(path)
+    return gone
+
+
 @contextmanager
 def _lock(folder: Path, timeout: float = 10.0) -> Iterator[None]:
     """The one-writer-per-KB lock (an OS file lock, so a killed writer releases it)."""
@@ -503,7 +576,7 @@ def _lock(folder: Path, timeout: float = 10.0) -> Iterator[None]:
     try:
         lock.acquire(timeout=timeout)
     except Timeout as e:
-        raise Conflict(
+        raise WriterBusy(
             f"another process is writing knowledge base {folder.name!r} (lock {folder / LOCK_FILE}); "
             "wait for it to finish and try again"
         ) from e

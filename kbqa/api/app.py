@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from kbqa.config import Settings, load_settings
@@ -79,17 +82,26 @@ def create_app(
         # The one translation of library errors to HTTP: the message already says what to do.
         return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own handler echoes the input back; a lone surrogate in it ("\ud800" in a
+        # JSON string) cannot be encoded as UTF-8, which made a 500 of a 422. ASCII-escaped
+        # JSON carries any string.
+        body = {"detail": jsonable_encoder(exc.errors())}
+        text = json.dumps(body, ensure_ascii=True, default=str)
+        return Response(text, status_code=422, media_type="application/json")
+
     for module in (routes_kbs, routes_documents, routes_search, routes_ask, routes_openai):
         app.include_router(module.router)
     app.include_router(routes_meta.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    files = max(1, settings.max_upload_files)
     app.add_middleware(
         BodyLimit,
         max_body=settings.max_body_kb * 1024,
-        # Multipart framing adds a little per file on top of the files themselves.
-        max_upload=int(files * (settings.max_upload_mb * 2**20 + 64 * 1024)),
+        max_upload=int(settings.max_upload_total_mb * 2**20),
+        max_file=int(settings.max_upload_mb * 2**20),
+        max_concurrent=settings.max_concurrent_uploads,
     )
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kbqa.errors import KbqaError, NotFound
+from kbqa.errors import Conflict, KbqaError, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ class Job:
     id: str
     kb: str
     files: list[str]
-    status: str = "queued"  # queued | running | done | failed
+    status: str = "queued"  # queued | running | done | failed | cancelled
     files_total: int = 0
     files_done: int = 0
     chunks: int = 0
@@ -35,6 +35,7 @@ class Job:
     error: str | None = None
     created_at: float = field(default_factory=time.time)
     finished_at: float | None = None
+    cancel: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,18 +68,25 @@ class _Progress:
     def chunks_done(self, n: int) -> None:
         self.job.chunks += n
 
+    def cancelled(self) -> bool:
+        """Asked between files and between embedding batches (kbqa.kb.KnowledgeBase.ingest)."""
+        return self.job.cancel.is_set()
+
 
 # run(paths, progress) -> report dict; it opens its own writer KB (never the shared reader).
 IngestFn = Callable[[list[Path], _Progress], dict[str, Any]]
 
 
 class JobManager:
-    """Runs ingestion jobs on a small pool; one job per KB at a time (one writer per KB)."""
+    """Runs ingestion jobs; one worker thread per KB (one writer per KB), KBs side by side.
 
-    def __init__(self, workers: int = 1) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kbqa-ingest")
+    A single pool for every KB let one slow file hold up the uploads of all the others; a
+    worker of its own per KB keeps the one-writer rule without that (an idle one just waits).
+    """
+
+    def __init__(self) -> None:
         self._jobs: OrderedDict[str, Job] = OrderedDict()
-        self._kb_locks: dict[str, threading.Lock] = {}
+        self._pools: dict[str, ThreadPoolExecutor] = {}
         self._lock = threading.Lock()
 
     def submit(self, kb: str, paths: list[Path], run: IngestFn) -> Job:
@@ -91,23 +99,49 @@ class JobManager:
                 if self._jobs[oldest].status in ("queued", "running"):
                     break
                 self._jobs.pop(oldest)
-            kb_lock = self._kb_locks.setdefault(kb, threading.Lock())
-        self._pool.submit(self._run, job, paths, run, kb_lock)
+            pool = self._pools.get(kb)
+            if pool is None:
+                pool = ThreadPoolExecutor(1, thread_name_prefix=f"kbqa-ingest-{kb}"[:40])
+                self._pools[kb] = pool
+            pool.submit(self._run, job, paths, run)
         return job
 
-    def _run(self, job: Job, paths: list[Path], run: IngestFn, kb_lock: threading.Lock) -> None:
-        with kb_lock:
+    def _run(self, job: Job, paths: list[Path], run: IngestFn) -> None:
+        from kbqa.kb import IngestCancelled
+
+        if not job.cancel.is_set():
             job.status = "running"
-            try:
-                job.report = run(paths, _Progress(job))
-                job.status = "done"
-            except KbqaError as e:
-                job.error, job.status = str(e), "failed"
-            except Exception as e:  # noqa: BLE001 - a job records its failure; the server goes on
-                log.exception("ingestion job %s failed", job.id)
-                job.error, job.status = f"{type(e).__name__}: {e}", "failed"
-            finally:
+        # A job cancelled while queued still runs: ``run`` stops at once and drops its uploads.
+        try:
+            job.report = run(paths, _Progress(job))
+            job.status = "done"
+        except IngestCancelled as e:
+            job.report, job.status = e.report.to_dict(), "cancelled"
+            job.error = job.error or str(e)
+        except KbqaError as e:
+            job.error, job.status = str(e), "failed"
+        except Exception as e:  # noqa: BLE001 - a job records its failure; the server goes on
+            log.exception("ingestion job %s failed", job.id)
+            job.error, job.status = f"{type(e).__name__}: {e}", "failed"
+        finally:
+            job.finished_at = time.time()
+
+    def cancel(self, job_id: str) -> Job:
+        """Stop a job: a queued one never starts, a running one stops at its next file or batch.
+
+        Files already committed stay; the job's uploads not yet ingested are dropped.
+        """
+        job = self.get(job_id)
+        with self._lock:
+            if job.status in ("done", "failed", "cancelled"):
+                raise Conflict(
+                    f"job {job_id} has already finished ({job.status}); nothing to cancel"
+                )
+            job.cancel.set()
+            if job.status == "queued":
+                job.status, job.error = "cancelled", "cancelled before it started"
                 job.finished_at = time.time()
+        return job
 
     def get(self, job_id: str) -> Job:
         job = self._jobs.get(job_id)
@@ -124,4 +158,7 @@ class JobManager:
 
     def shutdown(self) -> None:
         # Running jobs finish their current file; each file is its own transaction anyway.
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)

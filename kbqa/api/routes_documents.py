@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,7 @@ from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 
 from kbqa.api import uploads
-from kbqa.api.deps import PrincipalDep, ReadKb, ServicesDep, WriteKb, check_read
+from kbqa.api.deps import PrincipalDep, ReadKb, ServicesDep, WriteKb, check_read, check_write
 from kbqa.api.schemas import DocumentList, DocumentRemoved, JobInfo
 from kbqa.api.state import Services
 from kbqa.errors import KbqaError, NotFound
@@ -19,19 +20,38 @@ from kbqa.errors import KbqaError, NotFound
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["documents"])
 
-ERRORS = {401: {}, 403: {}, 404: {}, 413: {}, 415: {}, 422: {}}
+LOCK_RETRY_SECONDS = 1.0  # an upload job waiting for another process's writer lock
+ERRORS = {401: {}, 403: {}, 404: {}, 409: {}, 413: {}, 415: {}, 422: {}}
 
 
 def _ingest_fn(services: Services, name: str):
     def run(paths: list[Path], progress) -> dict:
         from kbqa.config import IngestConfig, SplitConfig
-        from kbqa.kb import KnowledgeBase
+        from kbqa.kb import IngestCancelled, KnowledgeBase, WriterBusy
 
         # Its own writer instance: the shared reader keeps serving the last committed state.
         kb = KnowledgeBase.open(services.kbs.home, name)
         try:
             split = SplitConfig(kb.manifest.chunk_size, kb.manifest.chunk_overlap)
-            report = kb.ingest(paths, services.embedder, IngestConfig(split=split), progress)
+            config = IngestConfig(split=split, load=services.settings.load_config())
+            while True:
+                try:
+                    report = kb.ingest(paths, services.embedder, config, progress)
+                    break
+                except IngestCancelled:
+                    # Dropped, or the next start would find them "not ingested" and resume
+                    # the very job that was cancelled.
+                    for path in uploads.not_ingested(kb, paths):
+                        path.unlink(missing_ok=True)
+                    raise
+                except WriterBusy:
+                    if progress.cancelled():
+                        continue  # the next ingest() raises IngestCancelled before the lock
+                    # The upload is acknowledged: another writer on this home (a second
+                    # server, a CLI ingest) only delays it; failing here would leave it
+                    # unindexed in uploads/ until a restart.
+                    log.info("knowledge base %r is busy; job waits for its writer lock", name)
+                    time.sleep(LOCK_RETRY_SECONDS)
         finally:
             kb.close()
         return report.to_dict()
@@ -96,6 +116,18 @@ def get_job(
     return job.to_dict()
 
 
+@router.delete("/v1/jobs/{job_id}", response_model=JobInfo, tags=["jobs"], responses=ERRORS)
+def cancel_job(
+    job_id: Annotated[str, PathParam(max_length=64)], services: ServicesDep, who: PrincipalDep
+) -> dict:
+    """Cancel an ingestion job: a queued one never starts, a running one stops at its next file
+    or embedding batch (status ``cancelled``). Files it already committed stay; its uploads
+    not yet ingested are deleted, so a restart does not resume it. 409 if it has finished."""
+    job = services.jobs.get(job_id)
+    check_write(who, job.kb)
+    return services.jobs.cancel(job_id).to_dict()
+
+
 @router.get("/v1/kbs/{kb}/documents", response_model=DocumentList, responses=ERRORS)
 def list_documents(kb: ReadKb) -> dict:
     return {"kb": kb.name, "documents": [d.to_dict() for d in kb.documents()]}
@@ -113,11 +145,14 @@ def remove_document(
     doc = kb.store.document_by_id(doc_id)
     if doc is None:
         raise NotFound(f"no document with id {doc_id} in knowledge base {kb.name!r}")
+    # The uploaded copy goes first: were it left behind (a crash between the two steps, or a
+    # path compared unresolved), the next start would find it "not ingested" and bring the
+    # document back. A copy gone with the row still there only needs the DELETE again.
+    if uploads.is_upload(kb.folder, doc.source):
+        Path(doc.source).unlink(missing_ok=True)
     writer = KnowledgeBase.open(services.kbs.home, kb.name)
     try:
         source, removed = writer.remove(doc.source)
     finally:
         writer.close()
-    if source.startswith(str(kb.folder / uploads.UPLOADS)):
-        Path(source).unlink(missing_ok=True)  # an uploaded copy has no other use
     return {"kb": kb.name, "source": source, "chunks_removed": removed}

@@ -6,7 +6,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-TopK = Field(default=None, ge=1, le=100, description="How many sources (default KBQA_TOP_K).")
+# strict: JSON "5" or true is not a count, 1 is not a boolean (pydantic would coerce them).
+TopK = Field(
+    default=None, ge=1, le=100, strict=True, description="How many sources (default KBQA_TOP_K)."
+)
 Turn = tuple[str, str]  # (user, assistant), oldest first
 
 
@@ -37,10 +40,11 @@ class AskRequest(BaseModel):
     history: list[Turn] = Field(default=[], max_length=50)
     stream: bool = Field(
         default=False,
+        strict=True,
         description="Server-sent events: 'sources', then 'token' pieces, then 'timings' and "
         "'done' (the whole answer); 'error' if it fails midway.",
     )
-    debug: bool = False
+    debug: bool = Field(default=False, strict=True)
 
 
 class AskResponse(BaseModel):
@@ -56,8 +60,8 @@ class AskResponse(BaseModel):
 class CreateKbRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=64)
-    chunk_size: int | None = Field(default=None, ge=50, le=8000)
-    chunk_overlap: int | None = Field(default=None, ge=0, le=4000)
+    chunk_size: int | None = Field(default=None, ge=50, le=8000, strict=True)
+    chunk_overlap: int | None = Field(default=None, ge=0, le=4000, strict=True)
 
 
 class KbInfo(BaseModel):
@@ -112,7 +116,7 @@ class DocumentRemoved(BaseModel):
 class JobInfo(BaseModel):
     id: str
     kb: str
-    status: Literal["queued", "running", "done", "failed"]
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
     files: list[str]
     files_total: int
     files_done: int

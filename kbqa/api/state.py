@@ -12,6 +12,7 @@ from typing import Any
 from kbqa.api.jobs import JobManager
 from kbqa.api.security import KeyRing
 from kbqa.config import Settings
+from kbqa.errors import NotFound
 from kbqa.kb import KnowledgeBase, validate_name
 from kbqa.store.chunks import FILE_NAME as CHUNKS_FILE
 from kbqa.store.indexes import Indexes
@@ -38,7 +39,13 @@ class SharedKB(KnowledgeBase):
             return current
         # One thread reloads after a writer commits; the others wait instead of each rebuilding.
         with self._reload:
-            return KnowledgeBase.indexes.fget(self)
+            try:
+                return KnowledgeBase.indexes.fget(self)
+            except OSError as e:
+                if (self.folder / MANIFEST).is_file():
+                    raise
+                # Deleted while this request was on its way: as if it had come a moment later.
+                raise NotFound(f"knowledge base {self.name!r} was deleted") from e
 
 
 class KbRegistry:
@@ -70,18 +77,21 @@ class KbRegistry:
             if self._current(name, kb):
                 return kb  # type: ignore[return-value]
             if kb is not None:
-                self._open.pop(name, None)
-                kb.close()
+                self._open.pop(name, None)  # not closed: see forget()
             kb = SharedKB.open(self.home, name)
             assert isinstance(kb, SharedKB)
             self._open[name] = kb
             return kb
 
     def forget(self, name: str) -> None:
+        """Stop handing out this KB; requests already holding it finish on it.
+
+        It is not closed here: a search between its lookup and its SQLite read would meet a
+        closed connection (a 500). SQLite keeps reading a deleted file through its open handle,
+        and the connection closes when the last request lets go of the KB.
+        """
         with self._lock:
-            kb = self._open.pop(name, None)
-        if kb is not None:
-            kb.close()
+            self._open.pop(name, None)
 
     def close(self) -> None:
         with self._lock:

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 UPLOADS = "uploads"
 _UNSAFE = re.compile(r"[^\w.\- ()（）【】\[\]]+")
-MAX_NAME = 120
+MAX_NAME = 120  # characters
+MAX_NAME_BYTES = 255  # what ext4, xfs, btrfs and APFS allow for one name
 
 
 def safe_name(raw: str | None) -> str:
@@ -34,10 +35,14 @@ def safe_name(raw: str | None) -> str:
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
     name = _UNSAFE.sub("_", name).strip(" ._")
-    if len(name) > MAX_NAME:
+    if len(name) > MAX_NAME or len(name.encode("utf-8")) > MAX_NAME_BYTES:
         stem, dot, suffix = name.rpartition(".")
         keep = suffix[:16] if dot else ""
-        name = (stem if dot else name)[: MAX_NAME - len(keep) - 1].rstrip(" ._") + dot + keep
+        stem = (stem if dot else name)[: MAX_NAME - len(keep) - 1]
+        # File systems cap a name at 255 bytes, not characters: 120 CJK characters are 360.
+        room = MAX_NAME_BYTES - len((dot + keep).encode("utf-8"))
+        stem = stem.encode("utf-8")[:room].decode("utf-8", "ignore")
+        name = stem.rstrip(" ._") + dot + keep
     return name or "upload"
 
 
@@ -77,7 +82,16 @@ def save(source: BinaryIO, folder: Path, name: str, max_bytes: int) -> Path:
     return target
 
 
-def not_ingested(kb: KnowledgeBase) -> list[Path]:
+def is_upload(kb_folder: Path, source: str) -> bool:
+    """Whether a document's source is a copy in the KB's upload folder.
+
+    Sources are stored resolved (kbqa.files.collect_files), so the folder is resolved too: a
+    relative KBQA_HOME or a symlinked home must compare equal to the stored path.
+    """
+    return Path(source).parent == (kb_folder / UPLOADS).resolve()
+
+
+def not_ingested(kb: KnowledgeBase, paths: list[Path] | None = None) -> list[Path]:
     """Uploads the KB does not hold as they are on disk: the server stopped before their job ran.
 
     An upload is acknowledged (202) once its file is saved; a restart must not lose it. A file
@@ -89,7 +103,7 @@ def not_ingested(kb: KnowledgeBase) -> list[Path]:
     if not folder.is_dir():
         return []
     pending = []
-    for path in sorted(folder.iterdir()):
+    for path in sorted(folder.iterdir()) if paths is None else paths:
         if not path.is_file() or path.name.startswith(".part-"):
             continue
         row, stat = kb.store.document(str(path.resolve())), path.stat()

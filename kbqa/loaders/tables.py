@@ -9,6 +9,7 @@ from typing import Any
 
 from kbqa.config import LoadConfig
 from kbqa.errors import BadInput
+from kbqa.loaders.limits import Budget, check_unzipped
 from kbqa.loaders.text import sniff_encoding
 from kbqa.types import Document
 
@@ -71,7 +72,7 @@ def _load_csv(path: Path, config: LoadConfig) -> Iterator[Document]:
         delimiter = "\t" if path.suffix.lower() == ".tsv" else _delimiter(fh.readline())
         fh.seek(0)
         try:
-            rows = csv.reader(fh, delimiter=delimiter)
+            rows = _bounded(csv.reader(fh, delimiter=delimiter), path, config, "rows")
             yield from _table_documents(path, rows, config, {})
         except csv.Error as exc:
             raise BadInput(f"{path}: not a well-formed CSV file ({exc}); fix the file") from exc
@@ -93,6 +94,7 @@ def _delimiter(header: str) -> str:
 def _load_xlsx(path: Path, config: LoadConfig) -> Iterator[Document]:
     import openpyxl
 
+    check_unzipped(path, config.max_unzipped_mb)
     try:
         # read_only streams rows instead of building the whole sheet in memory.
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
@@ -101,11 +103,32 @@ def _load_xlsx(path: Path, config: LoadConfig) -> Iterator[Document]:
             f"{path}: not a readable .xlsx (Excel 2007+) file ({exc}); re-save it as .xlsx"
         ) from exc
     try:
+        cells = Budget(path, "cells", config.max_cells, "KBQA_MAX_CELLS")
         for sheet in book.worksheets:
             rows = ([_cell_text(v) for v in row] for row in sheet.iter_rows(values_only=True))
+            rows = _bounded(rows, path, config, f"rows in sheet {sheet.title!r}", cells)
             yield from _table_documents(path, rows, config, {"sheet": sheet.title})
     finally:
         book.close()
+
+
+def _bounded(
+    rows: Iterable[list[str]],
+    path: Path,
+    config: LoadConfig,
+    what: str,
+    cells: Budget | None = None,
+) -> Iterator[list[str]]:
+    """``rows``, stopping with a BadInput past the row (and cell) limits of ``config``.
+
+    Empty rows count too: a sheet claiming a million blank rows costs their reading all the same.
+    """
+    budget = Budget(path, what, config.max_rows, "KBQA_MAX_ROWS")
+    for row in rows:
+        budget.take()
+        if cells is not None:
+            cells.take(len(row))
+        yield row
 
 
 def _cell_text(value: Any) -> str:

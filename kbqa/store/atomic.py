@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+TEMP_SUFFIX = ".tmp"
+FILE_MODE = 0o644  # SQLite's default file mode; the umask applies to both
+
+
+def temp_files(folder: Path) -> list[Path]:
+    """Temporary files atomic_write leaves in ``folder`` when killed before its rename."""
+    return sorted(p for p in folder.glob(f".*{TEMP_SUFFIX}") if p.is_file())
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -16,9 +24,10 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     The rename is atomic on POSIX, so a reader sees either the old or the new file, never half.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}"
+    # Not mkstemp, which makes 0600 files: the same mode as SQLite gives chunks.sqlite (0644
+    # less the umask), so a KB ingested by one user can be served by another.
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
     try:
         write(tmp)
         with open(tmp, "rb+") as f:

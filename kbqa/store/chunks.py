@@ -146,6 +146,16 @@ class ChunkStore:
         )
         return existing.id
 
+    def touch_document(self, doc_id: int, size: int, mtime: float) -> None:
+        """Record a new size/mtime for unchanged content (no generation bump: no chunk moved).
+
+        Without it an identical re-upload keeps the old mtime and looks "not ingested" at every
+        start (kbqa.api.uploads.not_ingested compares size and mtime).
+        """
+        self._db.execute(
+            "UPDATE documents SET size = ?, mtime = ? WHERE id = ?", (size, mtime, doc_id)
+        )
+
     def delete_document(self, doc_id: int) -> np.ndarray:
         """Delete a document and its chunks; returns the removed chunk ids."""
         removed = self.delete_chunks(doc_id)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kbqa.errors import Conflict
 from kbqa.lexical import LexicalIndex
 from kbqa.store.base import VectorStore
 from kbqa.store.chunks import ChunkStore
@@ -56,11 +57,23 @@ class Indexes:
                 lexical = _lexical(folder, store, fresh=False)
             return cls(dense, lexical), rebuilt
         if manifest.generation == store.generation():
-            dense = FaissStore.load(folder, manifest.dim)
-            lexical = LexicalIndex.load(folder)
+            dense = _load_or_none(
+                folder, "dense.faiss", lambda: FaissStore.load(folder, manifest.dim)
+            )
+            lexical = _load_or_none(folder, "lexical.npz", lambda: LexicalIndex.load(folder))
+            # The checkpoint that wrote the index recorded its chunk count in the manifest: a
+            # file cut short (or swapped) disagrees. Not SQLite's live count, which a writer
+            # may have moved on since.
+            chunks = manifest.counts.get("chunks")
+            if dense is not None and chunks is not None and len(dense) != chunks:
+                log.warning(
+                    "%s/dense.faiss holds %d vectors but its checkpoint had %d chunks; "
+                    "rebuilding it from chunks.sqlite", folder, len(dense), chunks,
+                )  # fmt: skip
+                dense = None
             if dense is not None and lexical is not None:
                 return cls(dense, lexical), False
-            if dense is not None:  # a KB from before the lexical index: build that one only
+            if dense is not None:  # a KB from before the lexical index, or a damaged one
                 return cls(dense, _lexical(folder, store, fresh=True)), True
         log.info("indexes of %s lag the chunk store; rebuilding them from it", folder)
         return cls.rebuild(store, manifest, folder), True
@@ -83,6 +96,24 @@ class Indexes:
         return cls(dense, _lexical(folder, store, fresh=folder is None))
 
 
+def _load_or_none(folder: Path, name: str, load):
+    """A saved index, or None when it is missing or damaged (with a warning: it is rebuilt).
+
+    chunks.sqlite holds every chunk and vector, so a truncated or corrupt index file costs a
+    rebuild, never the KB; readers rebuild in memory, the next writer saves the repaired file.
+    """
+    try:
+        return load()
+    except Conflict:
+        raise  # another dimension: a different model's index, not damage
+    except Exception as e:  # noqa: BLE001 - faiss raises RuntimeError, numpy ValueError/OSError/...
+        log.warning(
+            "%s/%s is damaged (%s: %s); rebuilding it from chunks.sqlite",
+            folder, name, type(e).__name__, str(e).strip().splitlines()[0] if str(e) else "",
+        )  # fmt: skip
+        return None
+
+
 def _remote_dense(
     manifest: Manifest, store: ChunkStore, writer: bool, stale: bool, create: bool = False
 ) -> VectorStore:
@@ -99,7 +130,8 @@ def _lexical(folder: Path | None, store: ChunkStore, fresh: bool) -> LexicalInde
     Tokenising is the slow part of a rebuild (jieba, ~1 ms a chunk), so a stale saved index is
     reused and only the chunks it lacks are tokenised; ids are never reused, so that is exact.
     """
-    index = None if fresh or folder is None else LexicalIndex.load(folder)
+    load = lambda: LexicalIndex.load(folder)  # noqa: E731
+    index = None if fresh or folder is None else _load_or_none(folder, "lexical.npz", load)
     index = index or LexicalIndex()
 
     def texts_for(wanted: np.ndarray):
