@@ -303,24 +303,43 @@ def serve(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Serve the REST API, its docs (/docs) and the chat page (/); models load once at start."""
-    from kbqa.api.security import KeyRing, is_loopback
+    """Serve the REST API, its docs (/docs) and the chat page (/); models load once at start.
+
+    Example (company LAN: employees read the faq KB without a key, admins manage with one):
+
+        KBQA_API_KEYS=s3cret-admin:admin KBQA_PUBLIC_KBS=faq kbqa serve --host 0.0.0.0
+    """
+    from kbqa.api.security import KeyRing, is_loopback, public_kbs
     from kbqa.errors import BadInput
 
-    keys = KeyRing.from_settings(settings())
+    s = settings()
+    keys = KeyRing.from_settings(s)
+    local = is_loopback(host)
     if not keys.enabled:
-        if not is_loopback(host) and not allow_insecure:
+        if not local and not allow_insecure:
             raise BadInput(
                 f"refusing to listen on {host} without API keys: set KBQA_API_KEYS or "
-                "KBQA_API_KEYS_FILE (format in kbqa/api/security.py), or pass --allow-insecure "
-                "to let anyone who reaches the port read, write and delete every knowledge base"
+                "KBQA_API_KEYS_FILE (format in kbqa/api/security.py; KBQA_PUBLIC_KBS opens KBs "
+                "to readers without a key), or pass --allow-insecure to let anyone who reaches "
+                "the port read, write and delete every knowledge base"
             )
-        where = "127.0.0.1 only" if is_loopback(host) else f"{host} WITHOUT AUTHENTICATION"
-        print(
-            f"no API keys configured (KBQA_API_KEYS / KBQA_API_KEYS_FILE): listening on {where}; "
-            "every caller may read, write and delete every knowledge base",
-            file=sys.stderr,
+        where = "127.0.0.1 only" if local else f"{host} WITHOUT AUTHENTICATION"
+        access = (
+            "no API keys configured (KBQA_API_KEYS / KBQA_API_KEYS_FILE): listening on "
+            f"{where}; every caller may read, write and delete every knowledge base"
         )
+    else:
+        public = sorted(public_kbs(s.public_kbs))
+        readers = (
+            f"readers without a key: {', '.join(public)}" if public else "every call needs a key"
+        )
+        access = f"{len(keys.keys)} API key(s); {readers}; writes need a key with write scope"
+    shown_host = f"[{host}]" if ":" in host else host
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown_host}:{port}"
+    if as_json:
+        emit({"host": host, "port": port, "url": url, "docs": f"{url}/docs", "auth": keys.enabled,
+              "public_kbs": sorted(public_kbs(s.public_kbs)) if keys.enabled else ["*"]})  # fmt: skip
+    print(f"{access}\nkbqa on {url} (page /, API docs /docs)", file=sys.stderr)
     import uvicorn
 
     uvicorn.run("kbqa.api.app:create_app", factory=True, host=host, port=port)

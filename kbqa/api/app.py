@@ -7,19 +7,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from kbqa.config import Settings, load_settings
-from kbqa.errors import KbqaError
 
 log = logging.getLogger("kbqa.api")
 
 DESCRIPTION = """Knowledge-base question answering over company documents.
 
 Send an API key as `Authorization: Bearer KEY` or `X-API-Key: KEY` when the server has keys.
-Errors are JSON `{"detail": ...}`: 401 no or bad key, 403 key not allowed, 404 unknown KB,
+Without a key, the KBs in `KBQA_PUBLIC_KBS` may be read (search, ask, documents); every write
+needs a key. Errors are JSON `{"detail": ...}` (OpenAI's `{"error": {"message", "type", "code"}}`
+under `/v1/chat/completions` and `/v1/models`): 401 no or bad key, 403 key not allowed, 404 unknown KB,
 409 conflict (another embedding model, a KB busy), 413 too large, 415 file type, 422 bad input,
 503 model unavailable or busy.
 """
@@ -41,6 +41,7 @@ def create_app(
         routes_openai,
         routes_search,
     )
+    from kbqa.api.errors import install as install_errors
     from kbqa.api.limits import BodyLimit
     from kbqa.api.routes_meta import STATIC
 
@@ -74,10 +75,7 @@ def create_app(
         lifespan=lifespan,
     )
 
-    @app.exception_handler(KbqaError)
-    async def kbqa_error(request: Request, exc: KbqaError) -> JSONResponse:
-        # The one translation of library errors to HTTP: the message already says what to do.
-        return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
+    install_errors(app)
 
     for module in (routes_kbs, routes_documents, routes_search, routes_ask, routes_openai):
         app.include_router(module.router)

@@ -17,6 +17,7 @@ from kbqa.api.deps import (
     ask_off_loop,
     check_read,
     first_event,
+    generation_config,
     make_asker,
 )
 from kbqa.api.schemas import ChatCompletionRequest, ChatMessage
@@ -33,8 +34,14 @@ def _text(message: ChatMessage) -> str:
     return message.content or ""
 
 
+def system_text(messages: list[ChatMessage]) -> str | None:
+    """The system (and developer) messages, joined: the instruction for a generative answer."""
+    parts = [_text(m).strip() for m in messages if m.role in ("system", "developer")]
+    return "\n".join(p for p in parts if p) or None
+
+
 def split_messages(messages: list[ChatMessage]) -> tuple[str, list[tuple[str, str]]]:
-    """(the last user message, earlier user/assistant pairs); system messages are ignored."""
+    """(the last user message, earlier user/assistant pairs); see system_text for the rest."""
     turns = [m for m in messages if m.role in ("user", "assistant")]
     if not turns or turns[-1].role != "user" or not _text(turns[-1]).strip():
         raise BadInput("messages must end with a non-empty user message (the question)")
@@ -86,11 +93,21 @@ async def chat_completions(body: ChatCompletionRequest, services: ServicesDep, w
     """Answer the last user message from the KB; extra field ``kbqa`` carries the sources."""
     kb = _kb_of(body.model, services, who)
     question, history = split_messages(body.messages)
-    asker = make_asker(services, kb)
+    stop = [body.stop] if isinstance(body.stop, str) else body.stop
+    if stop and len(stop) > 4:
+        raise BadInput(f"stop lists {len(stop)} strings; at most 4")
+    generation = generation_config(
+        services, max_new_tokens=body.max_tokens or body.max_completion_tokens,
+        temperature=body.temperature, top_p=body.top_p, stop=stop,
+    )  # fmt: skip
+    system = system_text(body.messages)
+    asker = make_asker(services, kb, generation=generation, system=system)
     meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": body.model}
     if not body.stream:
         answer = await ask_off_loop(services, asker, question, None, history)
-        prompt, completion = _tokens(services, question), _tokens(services, answer.answer)
+        asked = [system or "", question, *(t for turn in history for t in turn)]
+        prompt = sum(_tokens(services, t) for t in asked)
+        completion = _tokens(services, answer.answer)
         return {
             **meta,
             "object": "chat.completion",
@@ -127,7 +144,9 @@ def _chunks(meta: dict, first, events: Iterator) -> Iterator[str]:
             elif kind == "done":
                 yield chunk({}, "stop", kbqa=_extra(value))
     except KbqaError as e:
-        yield f"data: {json.dumps({'error': {'message': str(e), 'code': e.http_status}})}\n\n"
+        from kbqa.api.errors import openai_error
+
+        yield f"data: {json.dumps(openai_error(e.http_status, str(e)), ensure_ascii=False)}\n\n"
     finally:
         events.close()
     yield "data: [DONE]\n\n"
