@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -18,8 +19,19 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help texts say "[env: KBQA_TOP_K; 5]"; rich markup would read that as a style tag and
+    # drop it, so help is plain text (what an option falls back to is the point of its help).
+    rich_markup_mode=None,
 )
-kb_app = typer.Typer(help="List, inspect and delete knowledge bases.", no_args_is_help=True)
+kb_app = typer.Typer(
+    help="List, inspect and delete knowledge bases.", no_args_is_help=True, rich_markup_mode=None
+)
+feedback_app = typer.Typer(
+    help="Review the thumbs up/down people gave answers on the chat page.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(feedback_app, name="feedback")
 app.add_typer(kb_app, name="kb")
 
 
@@ -121,10 +133,12 @@ def ingest(
         report = kb_obj.ingest(paths, embedder, config)
         emit(report.to_dict())
     else:
-        from kbqa.cli_view import IngestBar, print_ingest_report
+        from kbqa.cli_view import AnnouncedEmbedder, IngestBar, print_ingest_report
 
         with IngestBar() as bar:
-            report = kb_obj.ingest(paths, embedder, config, progress=bar)
+            label = s.embedding_model or spec or "default (multilingual-e5-small)"
+            announced = AnnouncedEmbedder(embedder, label, bar.console)
+            report = kb_obj.ingest(paths, announced, config, progress=bar)
         print_ingest_report(report, shown)
     if report.files_failed:
         raise typer.Exit(1)
@@ -286,6 +300,39 @@ def kb_remove(
         print(f"removed {shown(removed_source)} ({chunks} chunks) from {name!r}")
 
 
+@feedback_app.command("export")
+@command
+def feedback_export(
+    kb: KbOpt = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write JSON lines here (default: stdout).")
+    ] = None,
+    vote: Annotated[
+        str | None, typer.Option("--vote", help="Only 'up' or only 'down' votes.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a knowledge base's feedback (question, answer, vote, sources, comment) as JSONL."""
+    from kbqa.feedback import read_feedback, summary
+
+    if vote not in (None, "up", "down"):
+        raise BadInput(f"--vote is 'up' or 'down', got {vote!r}")
+    kb_obj = open_kb(kb)
+    records = list(read_feedback(kb_obj.folder, vote))
+    counts = {"kb": kb_obj.name, **summary(records)}
+    if out is not None:
+        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        out.write_text(lines, encoding="utf-8")
+        counts["out"] = str(out)
+    if as_json:
+        emit({**counts, **({} if out else {"records": records})})
+    elif out is None:
+        for r in records:
+            print(json.dumps(r, ensure_ascii=False))
+    else:
+        print(f"{counts['total']} record(s) ({counts['up']} up, {counts['down']} down) -> {out}")
+
+
 @app.command()
 @command
 def serve(
@@ -355,6 +402,28 @@ def _register_modules() -> None:
 
 
 _register_modules()
+
+
+@app.callback()
+def _options(
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home",
+            help="Folder of the knowledge bases [env: KBQA_HOME; default: ./indexes].",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """kbqa: ingest company documents into knowledge bases and answer questions from them."""
+    if home is not None:
+        # Settings are read from the environment by each command: --home is KBQA_HOME.
+        os.environ["KBQA_HOME"] = str(home)
+
+
+from kbqa.cli_help import add_examples  # noqa: E402 - after every command is registered
+
+add_examples(app)
 
 
 def main() -> None:

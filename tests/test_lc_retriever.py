@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 
-from kbqa.errors import BadInput, NotFound
-
 from kbqa.config import IngestConfig, SplitConfig
+from kbqa.errors import BadInput, NotFound
 from kbqa.kb import KnowledgeBase
 from kbqa.lc_retriever import KbqaRetriever
 from kbqa.retrieve import Retriever

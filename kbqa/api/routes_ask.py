@@ -22,11 +22,11 @@ from kbqa.api.deps import (
 )
 from kbqa.api.schemas import AskRequest, AskResponse, FeedbackRequest, FeedbackStored
 from kbqa.errors import KbqaError
+from kbqa.feedback import FEEDBACK_FILE
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["search and ask"])
 
-FEEDBACK_FILE = "feedback.jsonl"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
