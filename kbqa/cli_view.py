@@ -108,6 +108,11 @@ def print_ingest_report(report: IngestReport, shown: Callable[[str], str]) -> No
     table.add_row("chunks added", str(report.chunks_added))
     table.add_row("chunks removed", str(report.chunks_removed))
     out.print(table)
+    for dup in report.files_duplicate:
+        err.print(
+            f"duplicate {shown(dup.path)}: same content as {shown(dup.same_as)}, not indexed again",
+            highlight=False,
+        )
     for failure in report.files_failed:
         err.print(f"[red]failed[/red] {shown(failure.path)}: {failure.error}", highlight=False)
 

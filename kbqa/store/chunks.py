@@ -109,6 +109,14 @@ class ChunkStore:
         row = self._db.execute("SELECT * FROM documents WHERE source = ?", (source,)).fetchone()
         return DocumentRow(*row) if row else None
 
+    def document_by_sha(self, sha256: str) -> DocumentRow | None:
+        """A document indexed (status ok) with this content, if any: the first by id."""
+        row = self._db.execute(
+            "SELECT * FROM documents WHERE sha256 = ? AND status = 'ok' ORDER BY id LIMIT 1",
+            (sha256,),
+        ).fetchone()
+        return DocumentRow(*row) if row else None
+
     def document_by_id(self, doc_id: int) -> DocumentRow | None:
         row = self._db.execute("SELECT * FROM documents WHERE id = ?", (doc_id,)).fetchone()
         return DocumentRow(*row) if row else None
