@@ -41,7 +41,9 @@ def create_app(
         routes_openai,
         routes_search,
     )
+    from kbqa.api.docs_ui import install as install_docs
     from kbqa.api.errors import install as install_errors
+    from kbqa.api.headers import SecurityHeaders
     from kbqa.api.limits import BodyLimit
     from kbqa.api.routes_meta import STATIC
 
@@ -73,9 +75,12 @@ def create_app(
         description=DESCRIPTION,
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served from local assets by docs_ui (FastAPI's load from a CDN)
+        redoc_url=None,
     )
 
     install_errors(app)
+    install_docs(app)
 
     for module in (routes_kbs, routes_documents, routes_search, routes_ask, routes_openai):
         app.include_router(module.router)
@@ -89,6 +94,7 @@ def create_app(
         # Multipart framing adds a little per file on top of the files themselves.
         max_upload=int(files * (settings.max_upload_mb * 2**20 + 64 * 1024)),
     )
+    app.add_middleware(SecurityHeaders)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         from fastapi.middleware.cors import CORSMiddleware

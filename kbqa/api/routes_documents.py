@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from kbqa.api import uploads
 from kbqa.api.deps import PrincipalDep, ReadKb, ServicesDep, WriteKb, check_read
+from kbqa.api.paths import public, public_source
 from kbqa.api.schemas import DocumentList, DocumentRemoved, JobInfo
 from kbqa.api.state import Services
 from kbqa.errors import KbqaError, NotFound
@@ -83,7 +84,7 @@ async def upload(
     for f, name in zip(files, names, strict=True):
         saved.append(await run_in_threadpool(uploads.save, f.file, folder, name, limit))
     job = services.jobs.submit(kb.name, saved, _ingest_fn(services, kb.name))
-    return job.to_dict()
+    return public(kb, job.to_dict())
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobInfo, tags=["jobs"], responses=ERRORS)
@@ -93,12 +94,15 @@ def get_job(
     """An ingestion job: status queued|running|done|failed, progress, and the ingest report."""
     job = services.jobs.get(job_id)
     check_read(who, job.kb)
-    return job.to_dict()
+    try:
+        return public(services.kbs.get(job.kb), job.to_dict())
+    except KbqaError:  # its KB was deleted since: no folder left to name paths against
+        return job.to_dict()
 
 
 @router.get("/v1/kbs/{kb}/documents", response_model=DocumentList, responses=ERRORS)
 def list_documents(kb: ReadKb) -> dict:
-    return {"kb": kb.name, "documents": [d.to_dict() for d in kb.documents()]}
+    return {"kb": kb.name, "documents": public(kb, [d.to_dict() for d in kb.documents()])}
 
 
 @router.delete("/v1/kbs/{kb}/documents/{doc_id}", response_model=DocumentRemoved, responses=ERRORS)
@@ -120,4 +124,4 @@ def remove_document(
         writer.close()
     if source.startswith(str(kb.folder / uploads.UPLOADS)):
         Path(source).unlink(missing_ok=True)  # an uploaded copy has no other use
-    return {"kb": kb.name, "source": source, "chunks_removed": removed}
+    return {"kb": kb.name, "source": public_source(kb, source), "chunks_removed": removed}

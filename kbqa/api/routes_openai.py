@@ -20,6 +20,7 @@ from kbqa.api.deps import (
     generation_config,
     make_asker,
 )
+from kbqa.api.paths import public
 from kbqa.api.schemas import ChatCompletionRequest, ChatMessage
 from kbqa.api.state import Services
 from kbqa.errors import BadInput, KbqaError
@@ -68,8 +69,10 @@ def _tokens(services: Services, text: str) -> int:
     return gen.count_tokens(text) if gen is not None else len(text)  # characters without an LLM
 
 
-def _extra(answer) -> dict:
-    return {k: v for k, v in answer.to_dict().items() if k not in ("question", "answer")}
+def _extra(kb, answer) -> dict:
+    return public(
+        kb, {k: v for k, v in answer.to_dict().items() if k not in ("question", "answer")}
+    )
 
 
 @router.get("/v1/models")
@@ -119,17 +122,17 @@ async def chat_completions(body: ChatCompletionRequest, services: ServicesDep, w
                 "prompt_tokens": prompt, "completion_tokens": completion,
                 "total_tokens": prompt + completion,
             },
-            "kbqa": _extra(answer),
+            "kbqa": _extra(kb, answer),
         }  # fmt: skip
     events = asker.stream(question, None, history)
     first = await first_event(services, events)
     return StreamingResponse(
-        _chunks(meta, first, events), media_type="text/event-stream",
+        _chunks(kb, meta, first, events), media_type="text/event-stream",
         headers={"Cache-Control": "no-cache"},
     )  # fmt: skip
 
 
-def _chunks(meta: dict, first, events: Iterator) -> Iterator[str]:
+def _chunks(kb, meta: dict, first, events: Iterator) -> Iterator[str]:
     def chunk(delta: dict, finish: str | None = None, **extra) -> str:
         body = {**meta, "object": "chat.completion.chunk",
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}  # fmt: skip
@@ -137,12 +140,13 @@ def _chunks(meta: dict, first, events: Iterator) -> Iterator[str]:
 
     try:
         sources = [h.to_dict() for h in first[1]] if first and first[0] == "sources" else []
+        sources = public(kb, sources)
         yield chunk({"role": "assistant", "content": ""}, kbqa={"sources": sources})
         for kind, value in events:
             if kind == "token":
                 yield chunk({"content": value})
             elif kind == "done":
-                yield chunk({}, "stop", kbqa=_extra(value))
+                yield chunk({}, "stop", kbqa=_extra(kb, value))
     except KbqaError as e:
         from kbqa.api.errors import openai_error
 
