@@ -39,6 +39,7 @@ def create_app(
         routes_kbs,
         routes_meta,
         routes_openai,
+        routes_page,
         routes_search,
     )
     from kbqa.api.docs_ui import install as install_docs
@@ -82,7 +83,8 @@ def create_app(
     install_errors(app)
     install_docs(app)
 
-    for module in (routes_kbs, routes_documents, routes_search, routes_ask, routes_openai):
+    routers = (routes_kbs, routes_documents, routes_search, routes_ask, routes_openai, routes_page)
+    for module in routers:
         app.include_router(module.router)
     app.include_router(routes_meta.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -208,6 +208,37 @@ class ChunkStore:
                 out.append(Hit(r[0], r[1], r[2], r[3], float(score), json.loads(r[4])))
         return out
 
+    def neighbours(self, chunk_id: int, window: int) -> list[Hit]:
+        """The chunk and up to ``window`` chunks either side of it in its document, in order."""
+        row = self._db.execute(
+            "SELECT doc_id, ordinal FROM chunks WHERE id = ?", (chunk_id,)
+        ).fetchone()
+        if row is None:
+            return []
+        ids = self._db.execute(
+            "SELECT id FROM chunks WHERE doc_id = ? AND ordinal BETWEEN ? AND ? ORDER BY ordinal",
+            (row[0], row[1] - window, row[1] + window),
+        ).fetchall()
+        return self.hits([i for (i,) in ids])
+
+    def faq_questions(self, limit: int) -> list[str]:
+        """Stored questions of Q/A rows (first ``limit``, by id): suggestions for a chat page."""
+        rows = self._db.execute(
+            "SELECT json_extract(metadata, '$.question') FROM chunks"
+            " WHERE json_extract(metadata, '$.question') IS NOT NULL ORDER BY id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [q for (q,) in rows if isinstance(q, str) and q.strip()]
+
+    def headings(self, limit: int) -> list[str]:
+        """Distinct innermost headings of chunks, for suggestions when a KB has no Q/A rows."""
+        rows = self._db.execute(
+            "SELECT DISTINCT json_extract(metadata, '$.headings[#-1]') FROM chunks"
+            " WHERE json_extract(metadata, '$.headings[#-1]') IS NOT NULL ORDER BY id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [h for (h,) in rows if isinstance(h, str) and h.strip()]
+
     def iter_chunks(self, batch: int = 2000) -> Iterator[Hit]:
         """Every stored chunk, in id order, as Hits with score 0."""
         last = 0
