@@ -134,9 +134,11 @@ def test_chat_page_end_to_end(server, tmp_path):
         # expected): a CSP violation would show here.
         page.on(
             "console",
-            lambda m: m.type == "error"
-            and not m.text.startswith("Failed to load resource")
-            and errors.append(m.text),
+            lambda m: (
+                m.type == "error"
+                and not m.text.startswith("Failed to load resource")
+                and errors.append(m.text)
+            ),
         )
         page.on("dialog", lambda d: d.accept())
         page.goto(url)
@@ -151,9 +153,10 @@ def test_chat_page_end_to_end(server, tmp_path):
         page.keyboard.press("Enter")
         answer = page.locator(".msg.assistant .body").last
         # Streams in: part of the answer shows before the whole of it has arrived.
-        wait(page, 
+        wait(
+            page,
             "(() => { const b = [...document.querySelectorAll('.msg.assistant .body')].pop();"
-            " return b && b.textContent.includes('每年享有') && !b.textContent.includes('10天'); })()"
+            " return b && b.textContent.includes('每年享有') && !b.textContent.includes('10天'); })()",
         )
         page.wait_for_selector(".msg.assistant .foot .mode")
         assert "5天带薪年假" in answer.inner_text() and "10天年假" in answer.inner_text()
@@ -209,13 +212,16 @@ def test_chat_page_end_to_end(server, tmp_path):
         page.locator("#settings").wait_for(state="hidden")
         page.set_input_files("#files", [str(good), str(bad)])
         page.click("#upload")
-        wait(page, 
-            "document.getElementById('job-text').textContent.startsWith('完成')", timeout=30000
+        wait(
+            page,
+            "document.getElementById('job-text').textContent.startsWith('完成')",
+            timeout=30000,
         )
         assert "新增 1" in page.inner_text("#job-text") and "失败 1" in page.inner_text("#job-text")
         assert "空白.txt" in page.inner_text("#job-errors")
-        wait(page, 
-            "[...document.querySelectorAll('#doc-rows td.name')].some(t => t.textContent.includes('值班表'))"
+        wait(
+            page,
+            "[...document.querySelectorAll('#doc-rows td.name')].some(t => t.textContent.includes('值班表'))",
         )
         page.click("#load-feedback")
         page.wait_for_selector("#feedback-list li")
@@ -224,8 +230,9 @@ def test_chat_page_end_to_end(server, tmp_path):
         page.screenshot(path=str(shots / "documents.png"))
         row = page.locator("#doc-rows tr", has_text="值班表")
         row.locator("button").click()  # confirm() is accepted
-        wait(page, 
-            "![...document.querySelectorAll('#doc-rows td.name')].some(t => t.textContent.includes('值班表'))"
+        wait(
+            page,
+            "![...document.querySelectorAll('#doc-rows td.name')].some(t => t.textContent.includes('值班表'))",
         )
         browser.close()
     assert not errors, errors
@@ -247,9 +254,10 @@ def test_phone_keeps_the_newest_answer_visible_after_a_refusal(tmp_path):
             for question in ("年假有几天？", "出差住宿标准是多少？", "公司食堂几点开门？"):
                 phone.fill("#question", question)
                 phone.keyboard.press("Enter")
-                wait(phone, 
+                wait(
+                    phone,
                     f"document.querySelectorAll('.msg.assistant .foot .mode').length >= "
-                    f"{1 + ['年假有几天？', '出差住宿标准是多少？'].count(question) * 0}"
+                    f"{1 + ['年假有几天？', '出差住宿标准是多少？'].count(question) * 0}",
                 )
             wait(phone, "document.querySelectorAll('.msg.assistant .foot').length === 3")
             time.sleep(0.3)
@@ -297,9 +305,10 @@ def test_docs_render_with_the_network_blocked(server, tmp_path):
         page.goto(f"{url}/redoc")
         page.wait_for_selector("h1", timeout=30000)  # ReDoc renders the whole spec at once
         assert page.locator("h1").first.inner_text().startswith("kbqa")
-        assert page.get_by_text("OpenAI-compatible chat completions").count() or page.get_by_text(
-            "Chat Completions"
-        ).count()
+        assert (
+            page.get_by_text("OpenAI-compatible chat completions").count()
+            or page.get_by_text("Chat Completions").count()
+        )
         browser.close()
     assert not outside, outside
     assert not errors, errors
