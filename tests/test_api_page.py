@@ -32,6 +32,13 @@ def test_sources_are_relative_everywhere(client, home):
     assert job["status"] == "done", job
     docs = client.get("/v1/kbs/demo/documents").json()["documents"]
     assert "uploads/新.md" in [d["source"] for d in docs]
+    # A failed file's error names it without the server's folders.
+    files = {"files": ("空.txt", io.BytesIO(b"   \n"), "text/plain")}
+    job = wait_job(client, client.post("/v1/kbs/demo/documents", files=files).json()["id"])
+    (failed,) = job["report"]["files_failed"]
+    assert failed["path"] == "uploads/空.txt" and failed["error"].startswith("uploads/空.txt: ")
+    (row,) = [d for d in client.get("/v1/kbs/demo/documents").json()["documents"] if d["error"]]
+    assert str(home) not in row["error"] and "uploads/空.txt" in row["error"]
 
 
 def test_a_file_given_to_the_cli_and_uploaded_is_a_duplicate(client, home):

@@ -43,13 +43,26 @@ def public_source(kb: Any, source: str) -> str:
     return os.path.basename(source)
 
 
+def public_text(kb: Any, text: str) -> str:
+    """An error message with the server's folders cut out of the paths it names."""
+    text = text.replace(str(kb.folder / UPLOADS) + os.sep, f"{UPLOADS}/")
+    root = _root(kb).rstrip(os.sep)
+    return text.replace(root + os.sep, "") if root else text
+
+
 def public(kb: Any, data: Any) -> Any:
-    """``data`` (dicts and lists, as sent) with every source/path/same_as made public."""
+    """``data`` (dicts and lists, as sent) with every source/path/same_as made public, and the
+    paths inside error messages too."""
     if isinstance(data, dict):
-        return {
-            k: public_source(kb, v) if k in _KEYS and isinstance(v, str) else public(kb, v)
-            for k, v in data.items()
-        }
+        out = {}
+        for k, v in data.items():
+            if k in _KEYS and isinstance(v, str):
+                out[k] = public_source(kb, v)
+            elif k == "error" and isinstance(v, str):
+                out[k] = public_text(kb, v)
+            else:
+                out[k] = public(kb, v)
+        return out
     if isinstance(data, list):
         return [public(kb, v) for v in data]
     return data
