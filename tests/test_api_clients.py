@@ -82,6 +82,13 @@ def test_openai_sampling_system_and_usage_reach_the_generator(home, embedder):
             if line.startswith("data: {")
         )
         assert text == "根据"
+        # Streamed usage, when stream_options asks for it (the SDK's include_usage).
+        r = c.post(
+            "/v1/chat/completions",
+            json={**body, "stream": True, "stream_options": {"include_usage": True}},
+        )
+        last = [json.loads(x[6:]) for x in r.text.splitlines() if x.startswith("data: {")][-1]
+        assert last["choices"] == [] and last["usage"]["completion_tokens"] == 4
         # No sampling fields: the server's defaults (greedy, KBQA_MAX_NEW_TOKENS).
         c.post(
             "/v1/chat/completions", json={"model": "kbqa/demo", "messages": body["messages"][1:]}

@@ -106,11 +106,16 @@ async def chat_completions(body: ChatCompletionRequest, services: ServicesDep, w
     system = system_text(body.messages)
     asker = make_asker(services, kb, generation=generation, system=system)
     meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": body.model}
+    asked = [system or "", question, *(t for turn in history for t in turn)]
+    prompt_tokens = sum(_tokens(services, t) for t in asked)
+
+    def usage(text: str) -> dict:
+        done = _tokens(services, text)
+        return {"prompt_tokens": prompt_tokens, "completion_tokens": done,
+                "total_tokens": prompt_tokens + done}  # fmt: skip
+
     if not body.stream:
         answer = await ask_off_loop(services, asker, question, None, history)
-        asked = [system or "", question, *(t for turn in history for t in turn)]
-        prompt = sum(_tokens(services, t) for t in asked)
-        completion = _tokens(services, answer.answer)
         return {
             **meta,
             "object": "chat.completion",
@@ -118,21 +123,20 @@ async def chat_completions(body: ChatCompletionRequest, services: ServicesDep, w
                 "index": 0, "finish_reason": "stop", "logprobs": None,
                 "message": {"role": "assistant", "content": answer.answer},
             }],
-            "usage": {
-                "prompt_tokens": prompt, "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-            },
+            "usage": usage(answer.answer),
             "kbqa": _extra(kb, answer),
         }  # fmt: skip
     events = asker.stream(question, None, history)
     first = await first_event(services, events)
+    # OpenAI sends usage in one last chunk only when stream_options.include_usage asks for it.
+    wants = bool((getattr(body, "stream_options", None) or {}).get("include_usage"))
     return StreamingResponse(
-        _chunks(kb, meta, first, events), media_type="text/event-stream",
+        _chunks(kb, meta, first, events, usage if wants else None), media_type="text/event-stream",
         headers={"Cache-Control": "no-cache"},
     )  # fmt: skip
 
 
-def _chunks(kb, meta: dict, first, events: Iterator) -> Iterator[str]:
+def _chunks(kb, meta: dict, first, events: Iterator, usage=None) -> Iterator[str]:
     def chunk(delta: dict, finish: str | None = None, **extra) -> str:
         body = {**meta, "object": "chat.completion.chunk",
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}  # fmt: skip
@@ -147,6 +151,10 @@ def _chunks(kb, meta: dict, first, events: Iterator) -> Iterator[str]:
                 yield chunk({"content": value})
             elif kind == "done":
                 yield chunk({}, "stop", kbqa=_extra(kb, value))
+                if usage is not None:
+                    body = {**meta, "object": "chat.completion.chunk", "choices": [],
+                            "usage": usage(value.answer)}  # fmt: skip
+                    yield f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
     except KbqaError as e:
         from kbqa.api.errors import openai_error
 
