@@ -337,7 +337,10 @@ def feedback_export(
 @command
 def serve(
     host: Annotated[
-        str, typer.Option(help="Address to listen on; beyond 127.0.0.1 needs API keys.")
+        str,
+        typer.Option(
+            help="Address to listen on; beyond this machine needs API keys (or --allow-insecure)."
+        ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     allow_insecure: Annotated[
@@ -352,9 +355,7 @@ def serve(
 ) -> None:
     """Serve the REST API, its docs (/docs) and the chat page (/); models load once at start.
 
-    Example (company LAN: employees read the faq KB without a key, admins manage with one):
-
-        KBQA_API_KEYS=s3cret-admin:admin KBQA_PUBLIC_KBS=faq kbqa serve --host 0.0.0.0
+    Beyond this machine it needs API keys; KBQA_PUBLIC_KBS lets readers ask without one.
     """
     from kbqa.api.security import KeyRing, is_loopback, public_kbs
     from kbqa.errors import BadInput
