@@ -48,12 +48,10 @@ def _load_pdf(path: Path, config: LoadConfig) -> Iterator[Document]:
             raise BadInput(
                 f"{path}: page {number} is not a readable PDF page ({exc}); repair or re-export the PDF"
             ) from exc
-        ocr = False
-        if not text:  # a scanned page has no text layer: its images may be read by OCR
-            text, ocr = (
-                _ocr_page(path, pages[number - 1], number, last=not found and number == count),
-                True,
-            )
+        ocr = not text  # a scanned page has no text layer: its images may be read by OCR
+        if ocr:
+            last = not found and number == count  # no text anywhere: say OCR is missing
+            text = _ocr_page(path, pages[number - 1], number, last)
         if text:
             found += 1
             meta: dict[str, Any] = {"page": number, **({"ocr": True} if ocr else {})}
