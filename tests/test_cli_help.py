@@ -51,7 +51,9 @@ def test_every_command_is_in_the_examples():
 
 @pytest.fixture
 def run(tmp_path, tiny_model, monkeypatch):  # noqa: F811
-    monkeypatch.delenv("KBQA_HOME", raising=False)
+    # set, then delete: monkeypatch then restores whatever --home writes into os.environ
+    monkeypatch.setenv("KBQA_HOME", "unused")
+    monkeypatch.delenv("KBQA_HOME")
     monkeypatch.setenv("KBQA_EMBEDDING_MODEL", str(tiny_model))
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
