@@ -339,6 +339,7 @@ class _Batch:
         self.pending: list[_FileJob] = []
         self.changed = False
         self.last_checkpoint = time.monotonic()
+        self.shas: dict[str, str] = {}  # content seen in this run -> its source (duplicates)
 
     def visit(self, path: Path) -> None:
         from kbqa.loaders import load
@@ -381,10 +382,12 @@ class _Batch:
     def _duplicate(self, source: str, sha: str) -> bool:
         """A new file whose content the KB already holds under another path that still exists
         (the same file given to the CLI and uploaded over REST) is reported, not indexed twice."""
+        first = self.shas.setdefault(sha, source)  # twins in one run: not committed yet
         twin = self.store.document_by_sha(sha)
-        if twin is None or twin.source == source or not Path(twin.source).is_file():
+        same_as = twin.source if twin is not None and Path(twin.source).is_file() else first
+        if same_as == source:
             return False  # a moved file is indexed under its new path
-        self.report.files_duplicate.append(FileDuplicate(source, twin.source))
+        self.report.files_duplicate.append(FileDuplicate(source, same_as))
         self.progress.file_done(source, "duplicate")
         return True
 

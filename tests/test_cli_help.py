@@ -148,3 +148,16 @@ def test_feedback_export(run, tmp_path):
     assert len(target.read_text(encoding="utf-8").splitlines()) == 2
     bad = run("feedback", "export", "--kb", "hr", "--vote", "sideways", code=2)
     assert "--vote" in bad.stderr
+
+
+def test_ingest_reports_a_duplicate(run, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("a.md", "copy-of-a.md"):
+        (docs / name).write_text("员工每年享有5天带薪年假。\n", encoding="utf-8")
+    r = run("ingest", str(docs), "--kb", "hr")
+    assert (
+        "duplicate" in r.stderr and "copy-of-a.md" in r.stderr and "not indexed again" in r.stderr
+    )
+    report = json.loads(run("ingest", str(docs), "--kb", "hr", "--json").stdout)
+    assert report["files_unchanged"] == 1 and len(report["files_duplicate"]) == 1
