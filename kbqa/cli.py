@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -26,12 +25,6 @@ app = typer.Typer(
 kb_app = typer.Typer(
     help="List, inspect and delete knowledge bases.", no_args_is_help=True, rich_markup_mode=None
 )
-feedback_app = typer.Typer(
-    help="Review the thumbs up/down people gave answers on the chat page.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-)
-app.add_typer(feedback_app, name="feedback")
 app.add_typer(kb_app, name="kb")
 
 
@@ -300,39 +293,6 @@ def kb_remove(
         print(f"removed {shown(removed_source)} ({chunks} chunks) from {name!r}")
 
 
-@feedback_app.command("export")
-@command
-def feedback_export(
-    kb: KbOpt = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Write JSON lines here (default: stdout).")
-    ] = None,
-    vote: Annotated[
-        str | None, typer.Option("--vote", help="Only 'up' or only 'down' votes.")
-    ] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Export a knowledge base's feedback (question, answer, vote, sources, comment) as JSONL."""
-    from kbqa.feedback import read_feedback, summary
-
-    if vote not in (None, "up", "down"):
-        raise BadInput(f"--vote is 'up' or 'down', got {vote!r}")
-    kb_obj = open_kb(kb)
-    records = list(read_feedback(kb_obj.folder, vote))
-    counts = {"kb": kb_obj.name, **summary(records)}
-    if out is not None:
-        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        out.write_text(lines, encoding="utf-8")
-        counts["out"] = str(out)
-    if as_json:
-        emit({**counts, **({} if out else {"records": records})})
-    elif out is None:
-        for r in records:
-            print(json.dumps(r, ensure_ascii=False))
-    else:
-        print(f"{counts['total']} record(s) ({counts['up']} up, {counts['down']} down) -> {out}")
-
-
 @app.command()
 @command
 def serve(
@@ -396,10 +356,12 @@ def serve(
 def _register_modules() -> None:
     """Commands that live beside the stage they drive."""
     from kbqa.eval_cli import register as register_eval
+    from kbqa.feedback_cli import register as register_feedback
     from kbqa.finetune.cli import register as register_finetune
 
     register_finetune(app)
     register_eval(app)
+    register_feedback(app)
 
 
 _register_modules()
