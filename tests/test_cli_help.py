@@ -77,6 +77,11 @@ def test_home_option_and_the_loading_line(run, tmp_path):
     # Unchanged files embed nothing: no model is loaded and no line is printed.
     again = run("--home", str(tmp_path / "elsewhere"), "ingest", str(docs), "--kb", "hr")
     assert "loading the embedding model" not in again.stderr
+    # search and ask say it too (stderr), but not with --json
+    asked = run("--home", str(tmp_path / "elsewhere"), "ask", "年假几天", "--kb", "hr")
+    assert "loading the embedding model" in asked.stderr
+    quiet = run("--home", str(tmp_path / "elsewhere"), "search", "年假", "--kb", "hr", "--json")
+    assert "loading" not in quiet.stderr and json.loads(quiet.stdout)["hits"]
     listed = json.loads(run("--home", str(tmp_path / "elsewhere"), "kb", "list", "--json").stdout)
     assert [kb["name"] for kb in listed["kbs"]] == ["hr"]
 
