@@ -35,20 +35,22 @@ def open_kb(name: str | None):
     return KnowledgeBase.open(s.home, name or s.default_kb)
 
 
-def embedder_for(spec: str | None, announce: bool = False):
-    """The configured embedding model, else the KB's own, else the default; loaded lazily.
-
-    ``announce``: say "loading the embedding model" on stderr before its first use.
-    """
+def embedder_for(spec: str | None):
+    """The configured embedding model, else the KB's own, else the default; loaded lazily."""
     from kbqa.embed import load_embedder
 
     s = settings()
-    embedder = load_embedder(s.embedding_model or spec, s.embed_config())
-    if not announce:
+    return load_embedder(s.embedding_model or spec, s.embed_config())
+
+
+def announced(embedder, spec: str | None, as_json: bool):
+    """``embedder``, saying "loading the embedding model" on stderr before its first use
+    (human output only: --json keeps stderr for errors)."""
+    if as_json:
         return embedder
     from kbqa.cli_view import AnnouncedEmbedder
 
-    return AnnouncedEmbedder(embedder, s.embedding_model or spec or "default")
+    return AnnouncedEmbedder(embedder, settings().embedding_model or spec or "default")
 
 
 def shown(source: str) -> str:
@@ -156,7 +158,8 @@ def search(
     """Print the passages of a knowledge base that best match a query."""
     kb_obj = open_kb(kb)
     k = top_k or settings().top_k
-    hits = kb_obj.search(query, k, embedder_for(kb_obj.manifest.embedding_spec, not as_json))
+    spec = kb_obj.manifest.embedding_spec
+    hits = kb_obj.search(query, k, announced(embedder_for(spec), spec, as_json))
     if as_json:
         emit({"query": query, "hits": [h.to_dict() for h in hits]})
         return
@@ -204,7 +207,8 @@ def ask(
         config = dataclasses.replace(config, refusal_threshold=refusal_threshold)
     prompts = load_prompts()
     generator = load_generator(llm or s.llm)
-    embedder = embedder_for(kb_obj.manifest.embedding_spec, announce=not as_json)
+    spec = kb_obj.manifest.embedding_spec
+    embedder = announced(embedder_for(spec), spec, as_json)
     asker = Asker(kb_obj, embedder, generator, prompts, config)
     answer = None
     for kind, value in asker.stream(question, top_k, debug=debug):
