@@ -32,8 +32,15 @@ class Asker:
         generator: Generator | None,
         prompts: Prompts,
         config: AskConfig | None = None,
+        *,
+        generation: Any = None,
+        system: str | None = None,
     ) -> None:
+        """``generation`` (a GenerationConfig) and ``system`` (an instruction put before the
+        prompt) shape generative answers only: client sampling fields (OpenAI, ChatGLM)."""
         self.config = config or AskConfig()
+        self.generation = generation
+        self.system = system
         self.retriever = Retriever(kb, embedder, self.config.retrieve)
         self.kb = kb
         self.embedder = embedder
@@ -154,18 +161,21 @@ class Asker:
         ) or self.prompts.refusal  # fmt: skip
 
     def _generate(self, question, hits, history, info, debug, incremental) -> Iterator[str]:
-        from kbqa.llm.base import GenerationConfig
+        from kbqa.llm.base import GenerationConfig, cut_at_stop
 
         gen = self.generator
-        budget = gen.context_window - self.config.max_new_tokens
+        config = self.generation or GenerationConfig(max_new_tokens=self.config.max_new_tokens)
+        system = f"{self.system.strip()}\n\n" if self.system and self.system.strip() else ""
+        budget = gen.context_window - config.max_new_tokens - gen.count_tokens(system)
         packed = pack_prompt(self.prompts.qa, question, hits, history, budget, gen.count_tokens)
+        prompt = system + packed.prompt
         if debug:
-            info["prompt"] = packed.prompt
-        config = GenerationConfig(max_new_tokens=self.config.max_new_tokens)
+            info["prompt"] = prompt
         if incremental:
-            yield from gen.stream(packed.prompt, packed.history_used, config)
+            yield from cut_at_stop(gen.stream(prompt, packed.history_used, config), config.stop)
         else:
-            yield gen.generate(packed.prompt, packed.history_used, config)
+            text = gen.generate(prompt, packed.history_used, config)
+            yield "".join(cut_at_stop([text], config.stop))
 
 
 def _ms(seconds: float) -> float:

@@ -18,8 +18,13 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help texts say "[env: KBQA_TOP_K; 5]"; rich markup would read that as a style tag and
+    # drop it, so help is plain text (what an option falls back to is the point of its help).
+    rich_markup_mode=None,
 )
-kb_app = typer.Typer(help="List, inspect and delete knowledge bases.", no_args_is_help=True)
+kb_app = typer.Typer(
+    help="List, inspect and delete knowledge bases.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(kb_app, name="kb")
 
 
@@ -36,6 +41,16 @@ def embedder_for(spec: str | None):
 
     s = settings()
     return load_embedder(s.embedding_model or spec, s.embed_config())
+
+
+def announced(embedder, spec: str | None, as_json: bool):
+    """``embedder``, saying "loading the embedding model" on stderr before its first use
+    (human output only: --json keeps stderr for errors)."""
+    if as_json:
+        return embedder
+    from kbqa.cli_view import AnnouncedEmbedder
+
+    return AnnouncedEmbedder(embedder, settings().embedding_model or spec or "default")
 
 
 def shown(source: str) -> str:
@@ -124,10 +139,12 @@ def ingest(
         report = kb_obj.ingest(paths, embedder, config)
         emit(report.to_dict())
     else:
-        from kbqa.cli_view import IngestBar, print_ingest_report
+        from kbqa.cli_view import AnnouncedEmbedder, IngestBar, print_ingest_report
 
         with IngestBar() as bar:
-            report = kb_obj.ingest(paths, embedder, config, progress=bar)
+            label = s.embedding_model or spec or "default (multilingual-e5-small)"
+            announced = AnnouncedEmbedder(embedder, label, bar.console)
+            report = kb_obj.ingest(paths, announced, config, progress=bar)
         print_ingest_report(report, shown)
     if report.files_failed:
         raise typer.Exit(1)
@@ -144,7 +161,8 @@ def search(
     """Print the passages of a knowledge base that best match a query."""
     kb_obj = open_kb(kb)
     k = top_k or settings().top_k
-    hits = kb_obj.search(query, k, embedder_for(kb_obj.manifest.embedding_spec))
+    spec = kb_obj.manifest.embedding_spec
+    hits = kb_obj.search(query, k, announced(embedder_for(spec), spec, as_json))
     if as_json:
         emit({"query": query, "hits": [h.to_dict() for h in hits]})
         return
@@ -192,7 +210,9 @@ def ask(
         config = dataclasses.replace(config, refusal_threshold=refusal_threshold)
     prompts = load_prompts()
     generator = load_generator(llm or s.llm)
-    asker = Asker(kb_obj, embedder_for(kb_obj.manifest.embedding_spec), generator, prompts, config)
+    spec = kb_obj.manifest.embedding_spec
+    embedder = announced(embedder_for(spec), spec, as_json)
+    asker = Asker(kb_obj, embedder, generator, prompts, config)
     answer = None
     for kind, value in asker.stream(question, top_k, debug=debug):
         if kind == "token" and stream and not as_json:
@@ -293,7 +313,10 @@ def kb_remove(
 @command
 def serve(
     host: Annotated[
-        str, typer.Option(help="Address to listen on; beyond 127.0.0.1 needs API keys.")
+        str,
+        typer.Option(
+            help="Address to listen on; beyond this machine needs API keys (or --allow-insecure)."
+        ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     allow_insecure: Annotated[
@@ -306,24 +329,41 @@ def serve(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Serve the REST API, its docs (/docs) and the chat page (/); models load once at start."""
-    from kbqa.api.security import KeyRing, is_loopback
+    """Serve the REST API, its docs (/docs) and the chat page (/); models load once at start.
+
+    Beyond this machine it needs API keys; KBQA_PUBLIC_KBS lets readers ask without one.
+    """
+    from kbqa.api.security import KeyRing, is_loopback, public_kbs
     from kbqa.errors import BadInput
 
-    keys = KeyRing.from_settings(settings())
+    s = settings()
+    keys = KeyRing.from_settings(s)
+    local = is_loopback(host)
     if not keys.enabled:
-        if not is_loopback(host) and not allow_insecure:
+        if not local and not allow_insecure:
             raise BadInput(
                 f"refusing to listen on {host} without API keys: set KBQA_API_KEYS or "
-                "KBQA_API_KEYS_FILE (format in kbqa/api/security.py), or pass --allow-insecure "
-                "to let anyone who reaches the port read, write and delete every knowledge base"
+                "KBQA_API_KEYS_FILE (format in kbqa/api/security.py; KBQA_PUBLIC_KBS opens KBs "
+                "to readers without a key), or pass --allow-insecure to let anyone who reaches "
+                "the port read, write and delete every knowledge base"
             )
-        where = "127.0.0.1 only" if is_loopback(host) else f"{host} WITHOUT AUTHENTICATION"
-        print(
-            f"no API keys configured (KBQA_API_KEYS / KBQA_API_KEYS_FILE): listening on {where}; "
-            "every caller may read, write and delete every knowledge base",
-            file=sys.stderr,
+        where = "127.0.0.1 only" if local else f"{host} WITHOUT AUTHENTICATION"
+        access = (
+            "no API keys configured (KBQA_API_KEYS / KBQA_API_KEYS_FILE): listening on "
+            f"{where}; every caller may read, write and delete every knowledge base"
         )
+    else:
+        public = sorted(public_kbs(s.public_kbs))
+        readers = (
+            f"readers without a key: {', '.join(public)}" if public else "every call needs a key"
+        )
+        access = f"{len(keys.keys)} API key(s); {readers}; writes need a key with write scope"
+    shown_host = f"[{host}]" if ":" in host else host
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown_host}:{port}"
+    if as_json:
+        emit({"host": host, "port": port, "url": url, "docs": f"{url}/docs", "auth": keys.enabled,
+              "public_kbs": sorted(public_kbs(s.public_kbs)) if keys.enabled else ["*"]})  # fmt: skip
+    print(f"{access}\nkbqa on {url} (page /, API docs /docs)", file=sys.stderr)
     import uvicorn
 
     uvicorn.run("kbqa.api.app:create_app", factory=True, host=host, port=port)
@@ -332,13 +372,37 @@ def serve(
 def _register_modules() -> None:
     """Commands that live beside the stage they drive."""
     from kbqa.eval_cli import register as register_eval
+    from kbqa.feedback_cli import register as register_feedback
     from kbqa.finetune.cli import register as register_finetune
 
     register_finetune(app)
     register_eval(app)
+    register_feedback(app)
 
 
 _register_modules()
+
+
+@app.callback()
+def _options(
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home",
+            help="Folder of the knowledge bases [env: KBQA_HOME; default: ./indexes].",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """kbqa: ingest company documents into knowledge bases and answer questions from them."""
+    if home is not None:
+        # Settings are read from the environment by each command: --home is KBQA_HOME.
+        os.environ["KBQA_HOME"] = str(home)
+
+
+from kbqa.cli_help import add_examples  # noqa: E402 - after every command is registered
+
+add_examples(app)
 
 
 def main() -> None:

@@ -43,6 +43,11 @@ class IngestBar:
         self._chunks = 0
         self._t0 = time.monotonic()
 
+    @property
+    def console(self) -> Console:
+        """Lines printed here appear above the live bar instead of breaking it."""
+        return self._progress.console
+
     def __enter__(self) -> IngestBar:
         self._progress.__enter__()
         return self
@@ -63,6 +68,37 @@ class IngestBar:
         self._progress.update(self._task, chunks=self._chunks, rate=f"{rate:.1f}")
 
 
+class AnnouncedEmbedder:
+    """An embedder that says "loading the embedding model" on stderr before its first use.
+
+    Loading takes tens of seconds on a first run; without a line, the bar sits at 0/N files
+    and looks hung. Unchanged files never embed, so a re-run loads nothing and says nothing.
+    """
+
+    def __init__(self, inner, label: str, console: Console = err) -> None:
+        self._inner, self._label, self._console, self._said = inner, label, console, False
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+    def _first(self) -> None:
+        if not self._said:
+            self._said = True
+            self._console.print(f"loading the embedding model {self._label} ...", highlight=False)
+            t0 = time.monotonic()
+            if hasattr(self._inner, "load"):
+                self._inner.load()
+            self._console.print(f"model loaded in {time.monotonic() - t0:.1f} s", highlight=False)
+
+    def embed_passages(self, texts):
+        self._first()
+        return self._inner.embed_passages(texts)
+
+    def embed_queries(self, texts):
+        self._first()
+        return self._inner.embed_queries(texts)
+
+
 def print_ingest_report(report: IngestReport, shown: Callable[[str], str]) -> None:
     title = f"ingested into {report.kb!r} in {report.seconds:.1f} s"
     table = Table(title=title, show_header=False, min_width=cell_len(title) + 2)
@@ -72,6 +108,11 @@ def print_ingest_report(report: IngestReport, shown: Callable[[str], str]) -> No
     table.add_row("chunks added", str(report.chunks_added))
     table.add_row("chunks removed", str(report.chunks_removed))
     out.print(table)
+    for dup in report.files_duplicate:
+        err.print(
+            f"duplicate {shown(dup.path)}: same content as {shown(dup.same_as)}, not indexed again",
+            highlight=False,
+        )
     for failure in report.files_failed:
         err.print(f"[red]failed[/red] {shown(failure.path)}: {failure.error}", highlight=False)
 

@@ -155,6 +155,9 @@ class Settings(BaseSettings):
     # HTTP API (kbqa serve); the key format is described in kbqa/api/security.py.
     api_keys: str | None = None
     api_keys_file: Path | None = None
+    # KBs anyone may read without a key when keys are set ("hr,faq", "*" for all); writes
+    # and KB management always need a key.
+    public_kbs: str = ""
     cors_origins: str = ""  # comma-separated origins a browser page may call the API from
     max_upload_mb: float = 50.0  # per uploaded file
     max_upload_files: int = 20  # per upload request

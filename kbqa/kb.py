@@ -21,7 +21,7 @@ from kbqa.store.chunks import ChunkStore, DocumentRow
 from kbqa.store.indexes import Indexes
 from kbqa.store.manifest import FILE_NAME as MANIFEST
 from kbqa.store.manifest import Manifest, check_vector_store
-from kbqa.types import Chunk, FileFailure, Hit, IngestReport
+from kbqa.types import Chunk, FileDuplicate, FileFailure, Hit, IngestReport
 
 if TYPE_CHECKING:
     from kbqa.embed import Embedder
@@ -356,6 +356,7 @@ class _Batch:
         self.pending: list[_FileJob] = []
         self.changed = False
         self.last_checkpoint = time.monotonic()
+        self.shas: dict[str, str] = {}  # content seen in this run -> its source (duplicates)
 
     def visit(self, path: Path) -> None:
         from kbqa.loaders import load
@@ -387,6 +388,8 @@ class _Batch:
             self.report.files_unchanged += 1
             self.progress.file_done(source, "unchanged")
             return
+        if existing is None and self._duplicate(source, sha):
+            return
         job = _FileJob(path, sha, stat.st_size, stat.st_mtime, existing, [])
         try:
             chunks = split_documents(load(path, self.config.load), self.config.split)
@@ -406,6 +409,18 @@ class _Batch:
         self.pending.append(job)
         if sum(len(j.chunks) for j in self.pending) >= self.batch_size:
             self.flush()
+
+    def _duplicate(self, source: str, sha: str) -> bool:
+        """A new file whose content the KB already holds under another path that still exists
+        (the same file given to the CLI and uploaded over REST) is reported, not indexed twice."""
+        first = self.shas.setdefault(sha, source)  # twins in one run: not committed yet
+        twin = self.store.document_by_sha(sha)
+        same_as = twin.source if twin is not None and Path(twin.source).is_file() else first
+        if same_as == source:
+            return False  # a moved file is indexed under its new path
+        self.report.files_duplicate.append(FileDuplicate(source, same_as))
+        self.progress.file_done(source, "duplicate")
+        return True
 
     def flush(self) -> None:
         """Embed the pooled chunks in one call, then commit each file on its own."""

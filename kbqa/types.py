@@ -88,6 +88,12 @@ class FileFailure:
 
 
 @dataclass
+class FileDuplicate:
+    path: str
+    same_as: str  # the source already holding this content (its chunks answer for both)
+
+
+@dataclass
 class IngestReport:
     """The result of one ``ingest`` call; ``to_dict`` is the DESIGN.md JSON shape."""
 
@@ -97,6 +103,8 @@ class IngestReport:
     files_updated: int = 0
     files_unchanged: int = 0
     files_failed: list[FileFailure] = field(default_factory=list)
+    # Added to DESIGN.md's shape: files whose content the KB holds under another path.
+    files_duplicate: list[FileDuplicate] = field(default_factory=list)
     chunks_added: int = 0
     chunks_removed: int = 0
     seconds: float = 0.0

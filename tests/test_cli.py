@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "ingest"
 INGEST_KEYS = {
     "kb", "files_seen", "files_added", "files_updated", "files_unchanged", "files_failed",
+    "files_duplicate",
     "chunks_added", "chunks_removed", "seconds",
 }  # fmt: skip
 HIT_KEYS = {"chunk_id", "doc_id", "source", "text", "score", "metadata"}

@@ -444,7 +444,7 @@ def test_undecodable_text(tmp_path: Path) -> None:
 
 
 def test_unsupported_suffix_lists_the_supported_ones(tmp_path: Path) -> None:
-    path = tmp_path / "slides.pptx"
+    path = tmp_path / "slides.key"
     path.write_bytes(b"PK\x03\x04")
     with pytest.raises(BadInput) as info:
         load(path, CFG)  # refused at once, before iterating

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from kbqa.config import Settings, load_settings
-from kbqa.errors import KbqaError
 
 log = logging.getLogger("kbqa.api")
 
 DESCRIPTION = """Knowledge-base question answering over company documents.
 
 Send an API key as `Authorization: Bearer KEY` or `X-API-Key: KEY` when the server has keys.
-Errors are JSON `{"detail": ...}`: 401 no or bad key, 403 key not allowed, 404 unknown KB,
+Without a key, the KBs in `KBQA_PUBLIC_KBS` may be read (search, ask, documents); every write
+needs a key. Errors are JSON `{"detail": ...}` (OpenAI's `{"error": {"message", "type", "code"}}`
+under `/v1/chat/completions` and `/v1/models`): 401 no or bad key, 403 key not allowed, 404 unknown KB,
 409 conflict (another embedding model, a KB busy), 413 too large, 415 file type, 422 bad input,
 503 model unavailable or busy.
 """
@@ -42,8 +39,12 @@ def create_app(
         routes_kbs,
         routes_meta,
         routes_openai,
+        routes_page,
         routes_search,
     )
+    from kbqa.api.docs_ui import install as install_docs
+    from kbqa.api.errors import install as install_errors
+    from kbqa.api.headers import SecurityHeaders
     from kbqa.api.limits import BodyLimit
     from kbqa.api.routes_meta import STATIC
 
@@ -75,23 +76,15 @@ def create_app(
         description=DESCRIPTION,
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served from local assets by docs_ui (FastAPI's load from a CDN)
+        redoc_url=None,
     )
 
-    @app.exception_handler(KbqaError)
-    async def kbqa_error(request: Request, exc: KbqaError) -> JSONResponse:
-        # The one translation of library errors to HTTP: the message already says what to do.
-        return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
+    install_errors(app)
+    install_docs(app)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
-        # FastAPI's own handler echoes the input back; a lone surrogate in it ("\ud800" in a
-        # JSON string) cannot be encoded as UTF-8, which made a 500 of a 422. ASCII-escaped
-        # JSON carries any string.
-        body = {"detail": jsonable_encoder(exc.errors())}
-        text = json.dumps(body, ensure_ascii=True, default=str)
-        return Response(text, status_code=422, media_type="application/json")
-
-    for module in (routes_kbs, routes_documents, routes_search, routes_ask, routes_openai):
+    routers = (routes_kbs, routes_documents, routes_search, routes_ask, routes_openai, routes_page)
+    for module in routers:
         app.include_router(module.router)
     app.include_router(routes_meta.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -103,6 +96,7 @@ def create_app(
         max_file=int(settings.max_upload_mb * 2**20),
         max_concurrent=settings.max_concurrent_uploads,
     )
+    app.add_middleware(SecurityHeaders)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         from fastapi.middleware.cors import CORSMiddleware

@@ -11,7 +11,7 @@ from fastapi import Depends, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from kbqa.api.security import OPEN, Principal
+from kbqa.api.security import OPEN, Principal, anonymous, public_kbs
 from kbqa.api.state import Services, SharedKB
 
 KB_NAME = r"^[^\W_][\w.-]{0,63}$"
@@ -36,16 +36,18 @@ async def get_principal(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header: Annotated[str | None, Depends(_header)],
 ) -> Principal:
-    """The caller: anyone on an open server, else the owner of a valid key (401 otherwise)."""
+    """The caller: anyone on an open server, else the owner of a valid key (401 otherwise).
+
+    Without a key, a server with KBQA_PUBLIC_KBS gives an anonymous reader of those KBs.
+    """
     if not services.keys.enabled:
         return OPEN
     presented = header or (bearer.credentials if bearer else None)
     if not presented:
-        raise HTTPException(
-            401,
-            "an API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        public = public_kbs(services.settings.public_kbs)
+        if public:
+            return anonymous(public)
+        raise _need_key()
     principal = services.keys.lookup(presented)
     if principal is None:
         raise HTTPException(
@@ -54,23 +56,37 @@ async def get_principal(
     return principal
 
 
+def _need_key() -> HTTPException:
+    return HTTPException(
+        401,
+        "an API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 KbPath = Annotated[str, Path(description="Knowledge base name.", max_length=64)]
 
 
 async def require_admin(principal: PrincipalDep) -> Principal:
     if not principal.admin:
+        if principal.anonymous:
+            raise _need_key()
         raise HTTPException(403, "this needs an admin API key (KB management)")
     return principal
 
 
 def check_read(principal: Principal, kb: str) -> None:
     if not principal.can_read(kb):
+        if principal.anonymous:
+            raise _need_key()  # a KB that is not public: a key may open it
         raise HTTPException(403, f"this API key may not read knowledge base {kb!r}")
 
 
 def check_write(principal: Principal, kb: str) -> None:
     if not principal.can_write(kb):
+        if principal.anonymous:
+            raise _need_key()
         raise HTTPException(403, f"this API key may not write to knowledge base {kb!r}")
 
 
@@ -96,11 +112,39 @@ def make_retriever(services: Services, kb: SharedKB):
     return Retriever(kb, services.embedder, services.settings.retrieve_config())
 
 
-def make_asker(services: Services, kb: SharedKB):
+def make_asker(services: Services, kb: SharedKB, **shape: Any):
+    """An Asker; ``shape`` (generation=, system=) is a client's sampling and instruction."""
     from kbqa.ask import Asker
 
     return Asker(
-        kb, services.embedder, services.generator, services.prompts, services.settings.ask_config()
+        kb, services.embedder, services.generator, services.prompts,
+        services.settings.ask_config(), **shape,
+    )  # fmt: skip
+
+
+def generation_config(
+    services: Services,
+    *,
+    max_new_tokens: int | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    stop: Any = None,
+):
+    """A client's sampling fields over the server's defaults; None when it sent none.
+
+    ``max_new_tokens`` never exceeds KBQA_MAX_NEW_TOKENS (the server's budget for one answer).
+    """
+    from kbqa.llm.base import GenerationConfig
+
+    if max_new_tokens is None and temperature is None and top_p is None and not stop:
+        return None
+    cap = services.settings.max_new_tokens
+    base = GenerationConfig(max_new_tokens=cap)
+    return GenerationConfig(
+        max_new_tokens=min(cap, max_new_tokens) if max_new_tokens else cap,
+        temperature=base.temperature if temperature is None else temperature,
+        top_p=base.top_p if top_p is None else top_p,
+        stop=tuple([stop] if isinstance(stop, str) else (stop or ())),
     )
 
 

@@ -20,13 +20,14 @@ from kbqa.api.deps import (
     first_event,
     make_asker,
 )
+from kbqa.api.paths import public
 from kbqa.api.schemas import AskRequest, AskResponse, FeedbackRequest, FeedbackStored
 from kbqa.errors import KbqaError
+from kbqa.feedback import FEEDBACK_FILE
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["search and ask"])
 
-FEEDBACK_FILE = "feedback.jsonl"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -35,17 +36,17 @@ def sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def ask_events(first: tuple[str, Any] | None, events: Iterator) -> Iterator[str]:
+def ask_events(first: tuple[str, Any] | None, events: Iterator, show=lambda d: d) -> Iterator[str]:
     """Asker events as SSE: sources, token..., timings, done; an error event if it fails."""
     try:
         for kind, value in itertools.chain([first] if first else [], events):
             if kind == "sources":
-                yield sse("sources", [h.to_dict() for h in value])
+                yield sse("sources", show([h.to_dict() for h in value]))
             elif kind == "token":
                 yield sse("token", {"text": value})
             elif kind == "done":
                 yield sse("timings", value.timings)
-                yield sse("done", value.to_dict())
+                yield sse("done", show(value.to_dict()))
     except KbqaError as e:
         yield sse("error", {"detail": str(e), "status": e.http_status})
     except Exception:  # noqa: BLE001 - the status line is sent; the client gets an error event
@@ -72,12 +73,14 @@ async def ask(body: AskRequest, kb: ReadKb, services: ServicesDep):
     history = [tuple(turn) for turn in body.history]
     if not body.stream:
         answer = await ask_off_loop(services, asker, body.question, body.top_k, history, body.debug)
-        return answer.to_dict()
+        return public(kb, answer.to_dict())
     events = asker.stream(body.question, body.top_k, history, body.debug)
     # The first event (the sources) before the status line: bad input still gets its 4xx.
     first = await first_event(services, events)
     return StreamingResponse(
-        ask_events(first, events), media_type="text/event-stream", headers=SSE_HEADERS
+        ask_events(first, events, lambda d: public(kb, d)),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
     )
 
 

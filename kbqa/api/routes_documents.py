@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from kbqa.api import uploads
 from kbqa.api.deps import PrincipalDep, ReadKb, ServicesDep, WriteKb, check_read, check_write
+from kbqa.api.paths import public, public_source
 from kbqa.api.schemas import DocumentList, DocumentRemoved, JobInfo
 from kbqa.api.state import Services
 from kbqa.errors import KbqaError, NotFound
@@ -103,7 +104,7 @@ async def upload(
     for f, name in zip(files, names, strict=True):
         saved.append(await run_in_threadpool(uploads.save, f.file, folder, name, limit))
     job = services.jobs.submit(kb.name, saved, _ingest_fn(services, kb.name))
-    return job.to_dict()
+    return public(kb, job.to_dict())
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobInfo, tags=["jobs"], responses=ERRORS)
@@ -113,7 +114,10 @@ def get_job(
     """An ingestion job: status queued|running|done|failed, progress, and the ingest report."""
     job = services.jobs.get(job_id)
     check_read(who, job.kb)
-    return job.to_dict()
+    try:
+        return public(services.kbs.get(job.kb), job.to_dict())
+    except KbqaError:  # its KB was deleted since: no folder left to name paths against
+        return job.to_dict()
 
 
 @router.delete("/v1/jobs/{job_id}", response_model=JobInfo, tags=["jobs"], responses=ERRORS)
@@ -130,7 +134,7 @@ def cancel_job(
 
 @router.get("/v1/kbs/{kb}/documents", response_model=DocumentList, responses=ERRORS)
 def list_documents(kb: ReadKb) -> dict:
-    return {"kb": kb.name, "documents": [d.to_dict() for d in kb.documents()]}
+    return {"kb": kb.name, "documents": public(kb, [d.to_dict() for d in kb.documents()])}
 
 
 @router.delete("/v1/kbs/{kb}/documents/{doc_id}", response_model=DocumentRemoved, responses=ERRORS)
@@ -155,4 +159,4 @@ def remove_document(
         source, removed = writer.remove(doc.source)
     finally:
         writer.close()
-    return {"kb": kb.name, "source": source, "chunks_removed": removed}
+    return {"kb": kb.name, "source": public_source(kb, source), "chunks_removed": removed}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from kbqa.api.deps import ReadKb, ServicesDep, make_retriever, run_query
+from kbqa.api.paths import public
 from kbqa.api.schemas import SearchRequest, SearchResponse
 
 router = APIRouter(tags=["search and ask"])
@@ -20,4 +21,4 @@ async def search(body: SearchRequest, kb: ReadKb, services: ServicesDep) -> dict
     top_k = body.top_k or services.settings.top_k
     retriever = make_retriever(services, kb)
     hits = await run_query(services, retriever.search, body.query, top_k, waits=False)
-    return {"query": body.query, "hits": [h.to_dict() for h in hits]}
+    return {"query": body.query, "hits": public(kb, [h.to_dict() for h in hits])}

@@ -155,23 +155,50 @@ class ChatMessage(BaseModel):
     content: str | list[dict[str, Any]] | None = None
 
 
+_GEN_ONLY = " Generative answers only (an LLM configured); extractive and FAQ answers ignore it."
+
+
 class ChatCompletionRequest(BaseModel):
-    """The OpenAI chat request; fields kbqa has no use for are accepted and ignored."""
+    """The OpenAI chat request; fields kbqa has no use for are accepted and ignored.
+
+    System messages are put before the prompt of a generative answer.
+    """
 
     model_config = ConfigDict(extra="allow")
     model: str = Field(max_length=80, description="'kbqa/<kb>': the knowledge base to answer from.")
     messages: list[ChatMessage] = Field(min_length=1, max_length=100)
     stream: bool = False
-    max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(
+        default=None, ge=1, description="At most KBQA_MAX_NEW_TOKENS." + _GEN_ONLY
+    )
+    max_completion_tokens: int | None = Field(default=None, ge=1, description="As max_tokens.")
+    temperature: float | None = Field(
+        default=None, ge=0, le=2, description="0: greedy." + _GEN_ONLY
+    )
+    top_p: float | None = Field(
+        default=None, gt=0, le=1, description="Nucleus sampling." + _GEN_ONLY
+    )
+    stop: str | list[str] | None = Field(
+        default=None, description="The answer ends before any of these (up to 4)." + _GEN_ONLY
+    )
 
 
 class GlmRequest(BaseModel):
-    """ChatGLM-6B api.py: ``{"prompt", "history"}`` (sampling fields accepted and ignored)."""
+    """ChatGLM-6B api.py: ``{"prompt", "history", "max_length", "top_p", "temperature"}``."""
 
     model_config = ConfigDict(extra="allow")
     prompt: str = Field(min_length=1, max_length=4000)
     history: list[Turn] | None = Field(default=None, max_length=50)
+    max_length: int | None = Field(
+        default=None,
+        ge=1,
+        description="Caps the answer's new tokens (at most KBQA_MAX_NEW_TOKENS)." + _GEN_ONLY,
+    )
+    top_p: float | None = Field(default=None, gt=0, le=1, description=_GEN_ONLY.strip())
+    temperature: float | None = Field(default=None, ge=0, le=2, description=_GEN_ONLY.strip())
+    kb: str | None = Field(
+        default=None, max_length=64, description="Knowledge base (default KBQA_DEFAULT_KB)."
+    )
 
 
 class GlmResponse(BaseModel):

@@ -14,12 +14,18 @@ The JSON (env or file) maps a key to its scopes::
 
 No keys configured means an open server: every caller is admin. ``kbqa serve`` then binds to
 127.0.0.1 only, unless told otherwise.
+
+With keys, ``KBQA_PUBLIC_KBS=hr,faq`` (or ``*``) lets callers without a key read (search, ask,
+list documents) those KBs; every write and all KB management still need a key. That is the
+company-LAN set-up: employees ask from the page, an admin with a key manages documents.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +40,7 @@ class Principal:
 
     name: str
     admin: bool = False
+    anonymous: bool = False  # no key was sent: a write must ask for one (401), not deny (403)
     read: frozenset[str] = field(default_factory=frozenset)
     write: frozenset[str] = field(default_factory=frozenset)
 
@@ -45,6 +52,16 @@ class Principal:
 
 
 OPEN = Principal(name="open", admin=True)
+
+
+def public_kbs(text: str | None) -> frozenset[str]:
+    """KB names from ``KBQA_PUBLIC_KBS``: ``"hr, faq"`` -> {"hr", "faq"}; ``"*"`` is every KB."""
+    return frozenset(n.strip() for n in (text or "").split(",") if n.strip())
+
+
+def anonymous(public: frozenset[str]) -> Principal:
+    """The caller without a key: reads the public KBs, nothing else."""
+    return Principal(name="anonymous", anonymous=True, read=public)
 
 
 def _scopes(key: str, spec: dict) -> Principal:
@@ -150,8 +167,20 @@ class KeyRing:
         return cls(keys)
 
 
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
-
-
 def is_loopback(host: str) -> bool:
-    return host in LOOPBACK or host.startswith("127.")
+    """Whether ``host`` only ever reaches this machine: an IP is parsed, a name resolved.
+
+    ``127.example.com`` is not loopback because of its prefix; ``localhost`` is, if every
+    address it resolves to is. A name that does not resolve is not (uvicorn fails on it anyway).
+    """
+    host = host.strip().strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (OSError, UnicodeError):
+        return False
+    addresses = {info[4][0].split("%")[0] for info in infos}
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)

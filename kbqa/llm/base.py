@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,8 +17,11 @@ class GenerationConfig:
     temperature: float = 0.0  # 0 means greedy decoding
     top_p: float = 0.8
     repetition_penalty: float = 1.0
+    stop: tuple[str, ...] = ()  # the answer ends before the first of these (OpenAI's ``stop``)
 
     def __post_init__(self) -> None:
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise BadInput("stop must list non-empty strings")
         if self.max_new_tokens <= 0:
             raise BadInput(f"max_new_tokens must be greater than 0, got {self.max_new_tokens}")
         if self.temperature < 0:
@@ -46,3 +49,28 @@ class Generator(Protocol):
     def stream(
         self, prompt: str, history: History = (), config: GenerationConfig = ...
     ) -> Iterator[str]: ...
+
+
+def cut_at_stop(pieces: Iterable[str], stop: Sequence[str]) -> Iterator[str]:
+    """The text of ``pieces`` up to (not including) the first stop string, still streamed.
+
+    A stop string may span pieces, so the tail that could start one is held back.
+    Example: ``"".join(cut_at_stop(["ab", "c|d"], ["c|"]))`` is ``"ab"``.
+    """
+    if not stop:
+        yield from pieces
+        return
+    hold = max(map(len, stop)) - 1
+    buffer = ""
+    for piece in pieces:
+        buffer += piece
+        cuts = [i for i in (buffer.find(s) for s in stop) if i >= 0]
+        if cuts:
+            if min(cuts):
+                yield buffer[: min(cuts)]
+            return
+        if len(buffer) > hold:
+            yield buffer[: len(buffer) - hold]
+            buffer = buffer[len(buffer) - hold :]
+    if buffer:
+        yield buffer

@@ -49,6 +49,8 @@ class OpenAIGenerator:
             "top_p": config.top_p if config.temperature > 0 else 1.0,
             "stream": stream,
         }
+        if config.stop:
+            body["stop"] = list(config.stop)
         if config.repetition_penalty != 1.0:
             body["repetition_penalty"] = config.repetition_penalty  # a vLLM extension
         return body

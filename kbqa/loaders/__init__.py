@@ -1,4 +1,4 @@
-"""File -> Documents: txt, md, html, pdf, docx, csv/xlsx (Q/A tables), jsonl; lazily."""
+"""File -> Documents: txt, md, html, pdf, docx, pptx, csv/xlsx (Q/A tables), jsonl, images (OCR)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from kbqa.config import LoadConfig
 from kbqa.errors import BadInput, KbqaError, NotFound
 from kbqa.loaders.html import _load_html
 from kbqa.loaders.jsonl import _load_jsonl
+from kbqa.loaders.ocr import IMAGE_SUFFIXES, _load_image
 from kbqa.loaders.office import _load_docx
 from kbqa.loaders.pdf import _load_pdf
+from kbqa.loaders.pptx import _load_pptx
 from kbqa.loaders.tables import _load_csv, _load_xlsx
 from kbqa.loaders.text import MARKDOWN_WHOLE_CHARS, SEGMENT_CHARS, _load_text, sniff_encoding
 from kbqa.types import Document
@@ -86,6 +88,8 @@ _LOADERS: dict[str, Callable[[Path, LoadConfig], Iterator[Document]]] = {
     ".tsv": _load_csv,
     ".xlsx": _load_xlsx,
     ".jsonl": _load_jsonl,
+    ".pptx": _load_pptx,
+    **dict.fromkeys(IMAGE_SUFFIXES, _load_image),  # OCR: the optional extra "ocr"
 }
 
 SUPPORTED: frozenset[str] = frozenset(_LOADERS)

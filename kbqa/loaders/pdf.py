@@ -40,6 +40,7 @@ def _load_pdf(path: Path, config: LoadConfig) -> Iterator[Document]:
             f"{path}: not a readable PDF ({exc}); check that the file is complete and not damaged"
         ) from exc
     title = _pdf_title(reader)
+    found = 0
     for number in range(1, count + 1):
         try:
             text = _unwrap(_tidy(pages[number - 1].extract_text() or ""))
@@ -47,8 +48,13 @@ def _load_pdf(path: Path, config: LoadConfig) -> Iterator[Document]:
             raise BadInput(
                 f"{path}: page {number} is not a readable PDF page ({exc}); repair or re-export the PDF"
             ) from exc
-        if text:  # a scanned page has no text layer; the others are still worth indexing
-            meta: dict[str, Any] = {"page": number}
+        ocr = not text  # a scanned page has no text layer: its images may be read by OCR
+        if ocr:
+            last = not found and number == count  # no text anywhere: say OCR is missing
+            text = _ocr_page(path, pages[number - 1], number, last)
+        if text:
+            found += 1
+            meta: dict[str, Any] = {"page": number, **({"ocr": True} if ocr else {})}
             if title:
                 meta["title"] = title
             yield Document(text=text, source=str(path), metadata=meta)
@@ -86,3 +92,26 @@ def _pdf_title(reader: Any) -> str:
         return str((reader.metadata or {}).get("/Title") or "").strip()
     except Exception:  # broken info dictionaries are common and harmless
         return ""
+
+
+def _ocr_page(path: Path, page: Any, number: int, last: bool) -> str:
+    """OCR of a page's images; without the extra, a PDF with no text at all says to install it.
+
+    A PDF with text on other pages keeps them and loses only its scanned pages (logged).
+    """
+    from kbqa.loaders.ocr import missing_ocr, ocr_available, ocr_text
+
+    try:
+        images = list(page.images)
+    except Exception:  # an undecodable image: the page stays without text
+        return ""
+    if not images:
+        return ""
+    if not ocr_available():
+        if last:
+            raise missing_ocr(path, "this PDF has no text layer (scanned?) and")
+        logging.getLogger(__name__).warning(
+            "%s page %d is scanned; OCR not installed", path, number
+        )
+        return ""
+    return "\n".join(ocr_text(image.data, path) for image in images).strip()

@@ -109,6 +109,14 @@ class ChunkStore:
         row = self._db.execute("SELECT * FROM documents WHERE source = ?", (source,)).fetchone()
         return DocumentRow(*row) if row else None
 
+    def document_by_sha(self, sha256: str) -> DocumentRow | None:
+        """A document indexed (status ok) with this content, if any: the first by id."""
+        row = self._db.execute(
+            "SELECT * FROM documents WHERE sha256 = ? AND status = 'ok' ORDER BY id LIMIT 1",
+            (sha256,),
+        ).fetchone()
+        return DocumentRow(*row) if row else None
+
     def document_by_id(self, doc_id: int) -> DocumentRow | None:
         row = self._db.execute("SELECT * FROM documents WHERE id = ?", (doc_id,)).fetchone()
         return DocumentRow(*row) if row else None
@@ -218,6 +226,37 @@ class ChunkStore:
         marks = ",".join("?" * len(ids))
         rows = self._db.execute(f"SELECT id FROM chunks WHERE id IN ({marks})", ids).fetchall()
         return np.fromiter((r[0] for r in rows), np.int64, len(rows))
+
+    def neighbours(self, chunk_id: int, window: int) -> list[Hit]:
+        """The chunk and up to ``window`` chunks either side of it in its document, in order."""
+        row = self._db.execute(
+            "SELECT doc_id, ordinal FROM chunks WHERE id = ?", (chunk_id,)
+        ).fetchone()
+        if row is None:
+            return []
+        ids = self._db.execute(
+            "SELECT id FROM chunks WHERE doc_id = ? AND ordinal BETWEEN ? AND ? ORDER BY ordinal",
+            (row[0], row[1] - window, row[1] + window),
+        ).fetchall()
+        return self.hits([i for (i,) in ids])
+
+    def faq_questions(self, limit: int) -> list[str]:
+        """Stored questions of Q/A rows (first ``limit``, by id): suggestions for a chat page."""
+        rows = self._db.execute(
+            "SELECT json_extract(metadata, '$.question') FROM chunks"
+            " WHERE json_extract(metadata, '$.question') IS NOT NULL ORDER BY id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [q for (q,) in rows if isinstance(q, str) and q.strip()]
+
+    def headings(self, limit: int) -> list[str]:
+        """Distinct innermost headings of chunks, for suggestions when a KB has no Q/A rows."""
+        rows = self._db.execute(
+            "SELECT DISTINCT json_extract(metadata, '$.headings[#-1]') FROM chunks"
+            " WHERE json_extract(metadata, '$.headings[#-1]') IS NOT NULL ORDER BY id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [h for (h,) in rows if isinstance(h, str) and h.strip()]
 
     def iter_chunks(self, batch: int = 2000) -> Iterator[Hit]:
         """Every stored chunk, in id order, as Hits with score 0."""
