@@ -1,0 +1,65 @@
+"""Stream the tensors of a checkpoint directory one at a time, shard after shard."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from kbqa.errors import ModelError
+
+
+def weight_files(path: Path) -> list[Path]:
+    """The checkpoint's shard files in order: safetensors first, else pytorch_model*.bin."""
+    path = Path(path)
+    for index_name, single in (
+        ("model.safetensors.index.json", "model.safetensors"),
+        ("pytorch_model.bin.index.json", "pytorch_model.bin"),
+    ):
+        index = path / index_name
+        if index.is_file():
+            try:
+                names = sorted(
+                    set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+                )
+            except (OSError, ValueError, KeyError) as e:
+                raise ModelError(f"{index} is not a valid shard index: {e}") from None
+            missing = [n for n in names if not (path / n).is_file()]
+            if missing:
+                raise ModelError(
+                    f"{path} is missing shard(s) {', '.join(missing)} listed in {index_name}; "
+                    "copy the complete model directory"
+                )
+            return [path / n for n in names]
+        if (path / single).is_file():
+            return [path / single]
+    shards = sorted(path.glob("*.safetensors")) or sorted(path.glob("pytorch_model*.bin"))
+    if not shards:
+        raise ModelError(f"{path} has no weights (model*.safetensors or pytorch_model*.bin)")
+    return shards
+
+
+def iter_tensors(path: Path) -> Iterator[tuple[str, Any]]:
+    """(name, tensor) for every stored tensor; only one shard is open at a time.
+
+    safetensors files are read tensor by tensor; a .bin shard is memory-mapped (weights_only:
+    a checkpoint is data, never code to unpickle).
+    """
+    import torch
+
+    for file in weight_files(path):
+        try:
+            if file.suffix == ".safetensors":
+                from safetensors import safe_open
+
+                with safe_open(str(file), framework="pt") as f:
+                    for name in f.keys():  # noqa: SIM118 (safe_open has no __iter__)
+                        yield name, f.get_tensor(name)
+            else:
+                state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+                for name in list(state):
+                    yield name, state.pop(name)
+                del state
+        except (OSError, RuntimeError, ValueError) as e:
+            raise ModelError(f"cannot read the weights in {file}: {e}") from e
