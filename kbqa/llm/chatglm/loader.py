@@ -120,3 +120,46 @@ def attach_ptuning(model: Any, state: dict[str, Any], family: str) -> Any:
         model.config.pre_seq_len = enc.pre_seq_len
         return model
     return attach_prefix(model, state)
+
+
+def load_for_spec(spec: Any, config: dict[str, Any], family: str, adapter: Any = None) -> Any:
+    """The model for an LLM spec over a ChatGLM-family directory, its adapter applied."""
+    from kbqa.llm.loading import _device
+
+    device = _device(spec)
+    model = load_chatglm(spec.path, config, family, device, spec.quant)
+    if adapter is None:
+        return model
+    if adapter.kind == "chatglm_ptuning":
+        from kbqa.llm.adapters import PTUNING_PREFIX, _load_tensors, _weights_file
+
+        tensors = _load_tensors(_weights_file(adapter.path))
+        state = {
+            k[len(PTUNING_PREFIX) :]: v for k, v in tensors.items() if k.startswith(PTUNING_PREFIX)
+        }
+        if "embedding.weight" not in state:
+            raise ModelError(
+                f"{adapter.path}: no {PTUNING_PREFIX}embedding.weight in the checkpoint; is it a "
+                "ChatGLM P-Tuning v2 output folder?"
+            )
+        if family == detect.GLM4_CHAT:
+            raise ModelError(
+                f"{adapter.path} is a ChatGLM ptuning checkpoint, but GLM-4-9B-chat's own code has "
+                "no prefix encoder: such checkpoints exist for ChatGLM-6B, ChatGLM2 and ChatGLM3 only"
+            )
+        try:
+            return attach_ptuning(model, state, family).eval()
+        except RuntimeError as e:
+            raise ModelError(
+                f"adapter {adapter.path} does not fit the model in {spec.path}: "
+                f"{str(e).splitlines()[0]}; use a ptuning checkpoint trained on this base model"
+            ) from None
+    from kbqa.llm.adapters import apply_adapter
+
+    if adapter.kind != "lora":
+        return apply_adapter(model, adapter, quantized=bool(spec.quant)).eval()
+    from kbqa.llm.chatglm.lora import convert_if_original
+
+    with tempfile.TemporaryDirectory(prefix="kbqa-lora-") as tmp:
+        native = convert_if_original(adapter, config, family, Path(tmp))
+        return apply_adapter(model, native, quantized=bool(spec.quant)).eval()

@@ -217,12 +217,12 @@ class TiktokenTokenizer(ChatGLMTokenizer):
             raise missing_package("tiktoken") from None
         ranks: dict[bytes, int] = {}
         try:
-            for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+            for line in file.read_text(encoding="utf-8").splitlines():
                 if line.strip():
                     token, rank = line.split()
                     ranks[base64.b64decode(token)] = int(rank)
         except (OSError, ValueError) as e:
-            raise ModelError(f"{file} is not a tiktoken rank file (line {n}): {e}") from None
+            raise ModelError(f"{file} is not a tiktoken rank file (base64 token, space, rank per line): {e}") from None
         self.enc = tiktoken.Encoding(
             name="glm4", pat_str=GLM4_PATTERN, mergeable_ranks=ranks, special_tokens={}
         )

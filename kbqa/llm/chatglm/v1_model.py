@@ -71,8 +71,12 @@ class Attention(nn.Module):
         # 2D rotary: the first half rotates with positions, the second with block positions.
         q1, q2 = q.chunk(2, dim=-1)
         k1, k2 = k.chunk(2, dim=-1)
-        q = torch.cat([q1 * cos1 + _rotate_half(q1) * sin1, q2 * cos2 + _rotate_half(q2) * sin2], -1)
-        k = torch.cat([k1 * cos1 + _rotate_half(k1) * sin1, k2 * cos2 + _rotate_half(k2) * sin2], -1)
+        q = torch.cat(
+            [q1 * cos1 + _rotate_half(q1) * sin1, q2 * cos2 + _rotate_half(q2) * sin2], -1
+        )
+        k = torch.cat(
+            [k1 * cos1 + _rotate_half(k1) * sin1, k2 * cos2 + _rotate_half(k2) * sin2], -1
+        )
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [b, heads, n, head_dim]
         if cache is not None:
             k, v = cache.update(k, v, self.layer_idx)
