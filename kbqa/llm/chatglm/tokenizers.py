@@ -222,7 +222,9 @@ class TiktokenTokenizer(ChatGLMTokenizer):
                     token, rank = line.split()
                     ranks[base64.b64decode(token)] = int(rank)
         except (OSError, ValueError) as e:
-            raise ModelError(f"{file} is not a tiktoken rank file (base64 token, space, rank per line): {e}") from None
+            raise ModelError(
+                f"{file} is not a tiktoken rank file (base64 token, space, rank per line): {e}"
+            ) from None
         self.enc = tiktoken.Encoding(
             name="glm4", pat_str=GLM4_PATTERN, mergeable_ranks=ranks, special_tokens={}
         )

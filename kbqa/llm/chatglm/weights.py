@@ -61,5 +61,8 @@ def iter_tensors(path: Path) -> Iterator[tuple[str, Any]]:
                 for name in list(state):
                     yield name, state.pop(name)
                 del state
-        except (OSError, RuntimeError, ValueError) as e:
-            raise ModelError(f"cannot read the weights in {file}: {e}") from e
+        except Exception as e:  # safetensors and unpickling errors have no common base class
+            raise ModelError(
+                f"cannot read the weights in {file}: {e}; the file is damaged or incomplete, copy "
+                "it again from the original model"
+            ) from e

@@ -1,0 +1,123 @@
+"""`kbqa ask --llm transformers:DIR` through every ChatGLM fixture family: plain, nf4, int8."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from chatglm_data import FAMILIES, chatglm_root, model_dir, reference
+from typer.testing import CliRunner
+
+from kbqa.cli import app
+from kbqa.errors import ModelError
+from kbqa.llm import GenerationConfig, load_generator
+from tests.tiny_models import build_tiny_sentence_transformer
+
+torch = pytest.importorskip("torch")
+GREEDY = GenerationConfig(max_new_tokens=8)
+SAMPLE = Path(__file__).resolve().parents[1] / "ingest"
+
+
+def history_case(family: str) -> dict:
+    return next(c for c in reference(family)["cases"] if c["name"] == "history")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_generator_reproduces_chat_prompt_and_greedy_answer(family):
+    c = history_case(family)
+    gen = load_generator(f"transformers:{model_dir(family)}")
+    history = [tuple(h) for h in c["history"]]
+    _, ids = gen._render_ids(c["query"], history)
+    assert ids[0].tolist() == c["input_ids"]
+    answer = gen.generate(c["query"], history, GREEDY)
+    # The answer stops at the first stop id, decoded without control tokens.
+    new = c["greedy_new_ids"]
+    stops = set(reference(family)["stop_ids"])
+    cut = next((i for i, t in enumerate(new) if t in stops), len(new))
+    assert answer == gen.tokenizer.decode(new[:cut], skip_special_tokens=True)
+    assert gen.stop_ids == reference(family)["stop_ids"]
+    assert 0 < gen.context_window < gen.model_window
+
+
+@pytest.mark.parametrize("quant", ["nf4", "int8"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_quantized_load_answers_through_bitsandbytes(family, quant):
+    bnb = pytest.importorskip("bitsandbytes")
+    gen = load_generator(f"transformers:{model_dir(family)}?quant={quant}", load=True)
+    kind = bnb.nn.Linear4bit if quant == "nf4" else bnb.nn.Linear8bitLt
+    assert any(isinstance(m, kind) for m in gen.model.modules())
+    assert isinstance(
+        gen.generate("年假可以按半天休吗？", [("年假有几天？", "五天。")], GREEDY), str
+    )
+
+
+@pytest.mark.parametrize("family", ["chatglm6b", "chatglm2", "chatglm3"])
+def test_ptuning_adapter_through_the_spec(family):
+    ptuning = chatglm_root() / family / "ptuning"
+    c = history_case(family)
+    gen = load_generator(f"transformers:{model_dir(family)}?adapter={ptuning}")
+    answer = gen.generate(c["query"], [tuple(h) for h in c["history"]], GREEDY)
+    new = c["ptuning"]["greedy_new_ids"]
+    stops = set(reference(family)["stop_ids"])
+    cut = next((i for i, t in enumerate(new) if t in stops), len(new))
+    assert answer == gen.tokenizer.decode(new[:cut], skip_special_tokens=True)
+
+
+def test_glm4_refuses_a_ptuning_checkpoint():
+    ptuning = chatglm_root() / "chatglm3" / "ptuning"
+    gen = load_generator(f"transformers:{model_dir('glm4-chat')}?adapter={ptuning}")
+    with pytest.raises(ModelError, match="no prefix encoder"):
+        gen.load()
+
+
+def test_broken_weights_are_a_model_error_naming_the_directory(tmp_path):
+    d = tmp_path / "chatglm3"
+    shutil.copytree(model_dir("chatglm3"), d)
+    (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:5000])
+    with pytest.raises(ModelError, match=str(d)):
+        load_generator(f"transformers:{d}", load=True)
+    cfg = json.loads((d / "config.json").read_text())
+    shutil.copy(model_dir("chatglm3") / "model.safetensors", d / "model.safetensors")
+    cfg["ffn_hidden_size"] = 96
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelError, match="disagree"):
+        load_generator(f"transformers:{d}", load=True)
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    tiny = build_tiny_sentence_transformer(tmp_path_factory.mktemp("st") / "tiny-st")
+    env = {"KBQA_HOME": str(home), "KBQA_EMBEDDING_MODEL": str(tiny)}
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0):
+        result = runner.invoke(app, list(args), env=env)
+        assert result.exit_code == code, (result.stdout, result.stderr)
+        return result
+
+    run("ingest", str(SAMPLE), "--kb", "demo", "--json")
+    return run
+
+
+@pytest.mark.parametrize(
+    ("family", "opts"),
+    [(f, "") for f in FAMILIES] + [("chatglm3", "?quant=nf4"), ("chatglm6b", "?quant=int8")],
+)
+def test_kbqa_ask_answers_through_each_family(cli, family, opts):
+    spec = f"transformers:{model_dir(family)}{opts}"
+    out = json.loads(cli("ask", "病假需要什么材料？", "--kb", "demo", "--llm", spec,
+                         "--refusal-threshold", "-1", "--json").stdout)  # fmt: skip
+    assert out["mode"] in ("generative", "faq") and isinstance(out["answer"], str)
+    assert out["sources"]
+
+
+def test_kbqa_ask_load_failure_is_exit_1_with_a_json_error(cli, tmp_path):
+    d = tmp_path / "broken"
+    shutil.copytree(model_dir("glm4-chat"), d)
+    (d / "tokenizer.model").write_text("not a rank file\n")
+    out = cli("ask", "病假需要什么材料？", "--kb", "demo", "--llm", f"transformers:{d}",
+              "--refusal-threshold", "-1", "--json", code=1)  # fmt: skip
+    assert "tokenizer.model" in json.loads(out.stdout)["error"]
