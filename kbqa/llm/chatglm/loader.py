@@ -46,12 +46,17 @@ def load_chatglm(
     dtype = dtype or pick_dtype(config, device, quant)
     try:
         if family == detect.CHATGLM6B:
-            return _load_v1(path, config, device, quant, dtype)
-        if quant is None:
+            model = _load_v1(path, config, device, quant, dtype)
+        elif quant is None:
             from kbqa.llm.chatglm.convert import load_native
 
-            return load_native(path, config, dtype, device)
-        return _load_native_quantized(path, config, device, quant, dtype)
+            model = load_native(path, config, dtype, device)
+        else:
+            model = _load_native_quantized(path, config, device, quant, dtype)
+        _set_stop_ids(model, path, family)
+        # peft records this as the adapter's base model: the user's folder, not a temp copy.
+        model.name_or_path = model.config._name_or_path = str(path)
+        return model
     except ModelError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as e:
@@ -59,6 +64,16 @@ def load_chatglm(
             f"cannot load the {family} model in {path}: {e}; check that the directory holds the "
             "complete checkpoint (config.json and every weight shard)"
         ) from e
+
+
+def _set_stop_ids(model: Any, path: Path, family: str) -> None:
+    """generate() stops where the model's own chat() does, even when called directly."""
+    from kbqa.llm.chatglm.chat_format import stop_ids
+    from kbqa.llm.chatglm.tokenizers import load_tokenizer
+
+    tok = load_tokenizer(path, family)
+    model.generation_config.eos_token_id = stop_ids(tok)
+    model.generation_config.pad_token_id = tok.pad_token_id
 
 
 def _quant_kwargs(quant: str | None, device: str) -> dict[str, Any]:

@@ -86,6 +86,12 @@ class ChatGLMTokenizer:
         )
         return [self.specials["[gMASK]"], self.specials[sop]] + ids
 
+    def chat_ids(self, messages: list[dict[str, Any]]) -> list[int]:
+        """Prompt ids as the model's own chat() builds them (kbqa.llm.chatglm.chat_format)."""
+        from kbqa.llm.chatglm.chat_format import chat_ids
+
+        return chat_ids(self, messages)
+
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         ids = self.encode_text(text)
         return self.with_specials(ids) if add_special_tokens else ids

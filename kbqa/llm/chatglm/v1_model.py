@@ -212,16 +212,22 @@ class ChatGLM6BForCausalLM(PreTrainedModel, GenerationMixin):
             fill_cache(cache, enc, b, cfg.num_layers, cfg.num_attention_heads,
                        cfg.hidden_size // cfg.num_attention_heads, x.dtype)  # fmt: skip
         past = cache.get_seq_length() if cache is not None else 0
-        if position_ids is None or past == pre:
-            full_pos, ctx = positions(input_ids, self.config)
-            position_ids = position_ids if position_ids is not None else full_pos
+        k_idx = torch.arange(past + n, device=x.device)[None, :]
+        if position_ids is None:
+            # A whole sequence after only non-token entries (a P-Tuning prefix, ours or peft's):
+            # prefix-LM, every token sees the prefix and all tokens before <sop>, causal after.
+            position_ids, ctx = positions(input_ids, self.config)
+            if cache is not None:  # generation later subtracts these non-token entries
+                cache.kbqa_prefix_len = past
+            q_idx = torch.arange(n, device=x.device)[:, None]
+            tok = k_idx - past
+            mask = ((tok <= q_idx) | (tok < 0))[None, None] | (
+                tok[None, None] < ctx[:, None, None, None]
+            )
         else:
-            ctx = torch.zeros(b, dtype=torch.long, device=input_ids.device)
-        # Prefix-LM: every token sees the prefix and all tokens before <sop>, causal after.
-        q_idx = torch.arange(n, device=x.device)[:, None] + (past - pre)
-        k_idx = torch.arange(past + n, device=x.device)[None, :] - pre
-        mask = (k_idx <= q_idx) | (k_idx < 0)
-        mask = mask[None, None] | (k_idx[None, None] < ctx[:, None, None, None])
+            # Decoding: new tokens come after <sop>, so each sees every earlier entry.
+            q_idx = torch.arange(n, device=x.device)[:, None] + past
+            mask = (k_idx <= q_idx)[None, None].expand(b, 1, n, past + n)
         cos_sin = self._rotary(position_ids, x.dtype)
         for layer in self.transformer.layers:
             x = layer(x, cos_sin, mask, cache)
@@ -236,12 +242,12 @@ class ChatGLM6BForCausalLM(PreTrainedModel, GenerationMixin):
 
     def prepare_inputs_for_generation(self, input_ids, past_key_values=None, **kwargs):
         """Positions come from the whole sequence; only the unseen tokens are fed."""
+        seen = 0
+        if past_key_values is not None and past_key_values.get_seq_length():
+            # The cache also holds the prefix entries the first pass found there.
+            seen = past_key_values.get_seq_length() - getattr(past_key_values, "kbqa_prefix_len", 0)
+        inputs = {"past_key_values": past_key_values, "use_cache": kwargs.get("use_cache", True)}
+        if seen == 0:  # the first pass: forward derives positions and the prefix-LM mask
+            return inputs | {"input_ids": input_ids}
         full_pos, _ = positions(input_ids, self.config)
-        seen = past_key_values.get_seq_length() - self._prefix_len() if past_key_values else 0
-        seen = max(seen, 0)
-        return {
-            "input_ids": input_ids[:, seen:],
-            "position_ids": full_pos[..., seen:],
-            "past_key_values": past_key_values,
-            "use_cache": kwargs.get("use_cache", True),
-        }
+        return inputs | {"input_ids": input_ids[:, seen:], "position_ids": full_pos[..., seen:]}
