@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from chatglm_data import FAMILIES, model_dir
 
@@ -42,3 +44,31 @@ def test_trains_evaluates_and_serves(tmp_path, family, method):
     gen = load_generator(f"transformers:{base}?adapter={out}", load=True)
     answer = gen.generate("年假有几天？", config=GenerationConfig(max_new_tokens=4))
     assert isinstance(answer, str)
+
+
+def test_ptuning_v2_exports_to_chatglm_ptuning_format(tmp_path):
+    from typer.testing import CliRunner
+
+    from kbqa.cli import app
+
+    base, out = model_dir("chatglm6b"), tmp_path / "adapter"
+    cfg = MethodConfig(base, "ptuning-v2", pre_seq_len=4)
+    train(cfg, TrainConfig(out, max_steps=2, learning_rate=1e-1, save_steps=2), ROWS)
+    exported = tmp_path / "ptuning"
+    args = ["finetune", "export-ptuning", "--base-model", str(base), "--adapter", str(out),
+            "--output", str(exported), "--json"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.stdout
+    saved = torch.load(exported / "pytorch_model.bin", weights_only=True)
+    assert list(saved) == ["transformer.prefix_encoder.embedding.weight"]
+    assert json.loads((exported / "config.json").read_text())["pre_seq_len"] == 4
+    # ChatGLM-6B's own prefix semantics (positions from 0) are kbqa's: the two load the same.
+    ids = torch.tensor([[2520, 4001, 3139, 5, 8]])
+    peft_gen = load_generator(f"transformers:{base}?adapter={out}", load=True)
+    ours = load_generator(f"transformers:{base}?adapter={exported}", load=True)
+    with torch.no_grad():
+        a = peft_gen.model(input_ids=ids).logits[0, -1]
+        b = ours.model(input_ids=ids).logits[0, -1]
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 1 and "overwrite" in again.stdout
