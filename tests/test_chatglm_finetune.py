@@ -46,12 +46,13 @@ def test_trains_evaluates_and_serves(tmp_path, family, method):
     assert isinstance(answer, str)
 
 
-def test_ptuning_v2_exports_to_chatglm_ptuning_format(tmp_path):
+@pytest.mark.parametrize("family", ["chatglm6b", "chatglm3"])
+def test_ptuning_v2_exports_to_chatglm_ptuning_format(tmp_path, family):
     from typer.testing import CliRunner
 
     from kbqa.cli import app
 
-    base, out = model_dir("chatglm6b"), tmp_path / "adapter"
+    base, out = model_dir(family), tmp_path / "adapter"
     cfg = MethodConfig(base, "ptuning-v2", pre_seq_len=4)
     train(cfg, TrainConfig(out, max_steps=2, learning_rate=1e-1, save_steps=2), ROWS)
     exported = tmp_path / "ptuning"
@@ -62,10 +63,11 @@ def test_ptuning_v2_exports_to_chatglm_ptuning_format(tmp_path):
     saved = torch.load(exported / "pytorch_model.bin", weights_only=True)
     assert list(saved) == ["transformer.prefix_encoder.embedding.weight"]
     assert json.loads((exported / "config.json").read_text())["pre_seq_len"] == 4
-    # ChatGLM-6B's own prefix semantics (positions from 0) are kbqa's: the two load the same.
-    ids = torch.tensor([[2520, 4001, 3139, 5, 8]])
+    # ChatGLM's own prefix semantics (no positions for the prefix) are kbqa's in training and
+    # serving: the peft adapter and its exported ptuning checkpoint give the same logits.
     peft_gen = load_generator(f"transformers:{base}?adapter={out}", load=True)
     ours = load_generator(f"transformers:{base}?adapter={exported}", load=True)
+    ids = torch.tensor([ours.tokenizer.chat_ids([{"role": "user", "content": "年假有几天？"}])])
     with torch.no_grad():
         a = peft_gen.model(input_ids=ids).logits[0, -1]
         b = ours.model(input_ids=ids).logits[0, -1]

@@ -64,8 +64,12 @@ def test_original_name_lora_merges_to_exactly_the_fused_merge(tmp_path):
                           (attn.o_proj, fused("self_attention.dense"))):  # fmt: skip
             torch.testing.assert_close(got.weight, want, rtol=0, atol=1e-6)
         mlp = merged.model.layers[layer].mlp
-        torch.testing.assert_close(mlp.gate_up_proj.weight, fused("mlp.dense_h_to_4h"), rtol=0, atol=1e-6)
-        torch.testing.assert_close(mlp.down_proj.weight, fused("mlp.dense_4h_to_h"), rtol=0, atol=1e-6)
+        torch.testing.assert_close(
+            mlp.gate_up_proj.weight, fused("mlp.dense_h_to_4h"), rtol=0, atol=1e-6
+        )
+        torch.testing.assert_close(
+            mlp.down_proj.weight, fused("mlp.dense_4h_to_h"), rtol=0, atol=1e-6
+        )
     assert isinstance(gen.generate("你好"), str)
 
 

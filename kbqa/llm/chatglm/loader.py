@@ -53,6 +53,10 @@ def load_chatglm(
             model = load_native(path, config, dtype, device)
         else:
             model = _load_native_quantized(path, config, device, quant, dtype)
+        if family != detect.CHATGLM6B:
+            from kbqa.llm.chatglm.prefix import as_chatglm
+
+            model = as_chatglm(model)
         _set_stop_ids(model, path, family)
         # peft records this as the adapter's base model: the user's folder, not a temp copy.
         model.name_or_path = model.config._name_or_path = str(path)

@@ -60,46 +60,60 @@ def fill_cache(cache: Any, encoder: PrefixEncoder, batch: int, layers: int, head
 
 def attach_prefix(model: Any, state: dict[str, Any]) -> Any:
     """``model`` (a native GlmForCausalLM, maybe quantized) fed a ChatGLM ptuning prefix."""
+    cfg = model.config
+    kv_size = cfg.num_hidden_layers * 2 * cfg.num_key_value_heads * cfg.head_dim
+    enc = PrefixEncoder.from_state(state, kv_size).to(model.device)
+    model = as_chatglm(model)
+    model.add_module("prefix_encoder", enc)
+    return model
+
+
+def as_chatglm(model: Any) -> Any:
+    """The same GlmForCausalLM with ChatGLM's prefix semantics (see ChatGLMGlmForCausalLM)."""
     from transformers import GlmForCausalLM
 
     if not isinstance(model, GlmForCausalLM):
         raise TypeError(f"expected a GlmForCausalLM, got {type(model).__name__}")
-    cfg = model.config
-    kv_size = cfg.num_hidden_layers * 2 * cfg.num_key_value_heads * cfg.head_dim
-    enc = PrefixEncoder.from_state(state, kv_size).to(model.device)
-    model.add_module("prefix_encoder", enc)
-    model.__class__ = PrefixGlmForCausalLM  # same weights, forward with the prefix in front
+    model.__class__ = ChatGLMGlmForCausalLM  # same weights; forward adds the prefix semantics
     return model
 
 
-def _glm_prefix_forward(model: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+def _prefix_kwargs(model: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     from transformers.cache_utils import DynamicCache
 
-    enc, cfg = model.prefix_encoder, model.config
-    pre = enc.pre_seq_len
+    enc, cfg = getattr(model, "prefix_encoder", None), model.config
     ref = kwargs.get("input_ids")
     ref = ref if ref is not None else kwargs["inputs_embeds"]
     b, n = ref.shape[:2]
     cache = kwargs.get("past_key_values")
-    if cache is None:
-        cache = DynamicCache(config=cfg)
-    if cache.get_seq_length() == 0:
+    if enc is not None and (cache is None or cache.get_seq_length() == 0):
+        cache = cache if cache is not None else DynamicCache(config=cfg)
         dtype = model.model.embed_tokens.weight.dtype
-        if dtype not in (torch.float16, torch.bfloat16, torch.float32):
-            dtype = torch.float32
         fill_cache(cache, enc, b, cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim,
                    dtype)  # fmt: skip
-    past = cache.get_seq_length()
-    device = ref.device
+    if cache is None:
+        return kwargs
+    # Entries already in the cache at its first forward are a prefix (ours or peft's), not
+    # tokens: they take no position, so prompt positions start at 0 as in ChatGLM's code.
+    if getattr(cache, "kbqa_prefix_len", None) is None:
+        cache.kbqa_prefix_len = cache.get_seq_length()
+    pre, past = cache.kbqa_prefix_len, cache.get_seq_length()
     kwargs["past_key_values"] = cache
+    if not pre:
+        return kwargs
+    device = ref.device
     kwargs["cache_position"] = torch.arange(past, past + n, device=device)
     mask = kwargs.get("attention_mask")
     if mask is not None and mask.dim() == 2:
-        seen = past - pre + n
-        mask = mask[:, -seen:]
-        # Prompt positions start at 0 as in ChatGLM: the prefix takes no position.
-        kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -n:]
-        kwargs["attention_mask"] = torch.cat([mask.new_ones((b, pre)), mask], dim=-1)
+        tokens = past - pre + n
+        if mask.shape[-1] >= past + n:  # peft already put ones for its prefix in front
+            mask = mask[:, -(past + n) :]
+            token_mask = mask[:, pre:]
+        else:
+            token_mask = mask[:, -tokens:]
+            mask = torch.cat([token_mask.new_ones((b, pre)), token_mask], dim=-1)
+        kwargs["attention_mask"] = mask
+        kwargs["position_ids"] = (token_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -n:]
     else:
         kwargs["position_ids"] = (kwargs["cache_position"] - pre).unsqueeze(0).expand(b, -1)
     return kwargs
@@ -108,17 +122,21 @@ def _glm_prefix_forward(model: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
 try:  # transformers is a core dependency; the class only exists where it imports
     from transformers import GlmForCausalLM as _Glm
 
-    class PrefixGlmForCausalLM(_Glm):
-        """GlmForCausalLM whose cache starts with the P-Tuning v2 prefix (set by attach_prefix)."""
+    class ChatGLMGlmForCausalLM(_Glm):
+        """GlmForCausalLM for converted ChatGLM2/3/GLM-4 checkpoints.
+
+        As ChatGLM's own code: a P-Tuning prefix (``prefix_encoder``, or one peft puts in the
+        cache) sits before the prompt without taking positions; without one it is plain Glm.
+        """
 
         def forward(self, input_ids=None, attention_mask=None, position_ids=None,
                     past_key_values=None, inputs_embeds=None, labels=None, use_cache=None,
                     cache_position=None, logits_to_keep=0, **kwargs: Any) -> Any:  # fmt: skip
-            del position_ids, cache_position  # recomputed: the prefix takes no position
             kwargs.update(input_ids=input_ids, attention_mask=attention_mask,
-                          past_key_values=past_key_values, inputs_embeds=inputs_embeds,
-                          labels=labels, use_cache=use_cache, logits_to_keep=logits_to_keep)  # fmt: skip
-            return super().forward(**_glm_prefix_forward(self, kwargs))
+                          position_ids=position_ids, past_key_values=past_key_values,
+                          inputs_embeds=inputs_embeds, labels=labels, use_cache=use_cache,
+                          cache_position=cache_position, logits_to_keep=logits_to_keep)  # fmt: skip
+            return super().forward(**_prefix_kwargs(self, kwargs))
 
 except ImportError:  # pragma: no cover
     pass
