@@ -54,7 +54,7 @@ def test_original_name_lora_merges_to_exactly_the_fused_merge(tmp_path):
         pre = f"transformer.encoder.layers.{layer}."
         key = f"base_model.model.{pre}"
 
-        def fused(module):
+        def fused(module, pre=pre, key=key):
             a, b = tensors[f"{key}{module}.lora_A.weight"], tensors[f"{key}{module}.lora_B.weight"]
             return orig[f"{pre}{module}.weight"] + scale * b @ a
 
