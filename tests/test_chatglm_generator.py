@@ -72,6 +72,14 @@ def test_glm4_refuses_a_ptuning_checkpoint():
         gen.load()
 
 
+def test_broken_v1_weights_are_a_model_error_naming_the_directory(tmp_path):
+    d = tmp_path / "chatglm6b"
+    shutil.copytree(model_dir("chatglm6b"), d)
+    (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:5000])
+    with pytest.raises(ModelError, match=str(d)):
+        load_generator(f"transformers:{d}", load=True)
+
+
 def test_broken_weights_are_a_model_error_naming_the_directory(tmp_path):
     d = tmp_path / "chatglm3"
     shutil.copytree(model_dir("chatglm3"), d)

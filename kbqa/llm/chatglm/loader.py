@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from kbqa.errors import ModelError
+from kbqa.errors import KbqaError, ModelError
 from kbqa.llm.chatglm import detect
 
 # config.json keys that are not ChatGLM6BConfig arguments.
@@ -61,9 +61,9 @@ def load_chatglm(
         # peft records this as the adapter's base model: the user's folder, not a temp copy.
         model.name_or_path = model.config._name_or_path = str(path)
         return model
-    except ModelError:
+    except KbqaError:
         raise
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as e:
+    except Exception as e:  # torch, safetensors, bitsandbytes: translated once, here
         raise ModelError(
             f"cannot load the {family} model in {path}: {e}; check that the directory holds the "
             "complete checkpoint (config.json and every weight shard)"
@@ -75,7 +75,10 @@ def _set_stop_ids(model: Any, path: Path, family: str) -> None:
     from kbqa.llm.chatglm.chat_format import stop_ids
     from kbqa.llm.chatglm.tokenizers import load_tokenizer
 
-    tok = load_tokenizer(path, family)
+    try:
+        tok = load_tokenizer(path, family)
+    except ModelError:  # weights without a tokenizer: whoever tokenizes will say what is missing
+        return
     model.generation_config.eos_token_id = stop_ids(tok)
     model.generation_config.pad_token_id = tok.pad_token_id
 

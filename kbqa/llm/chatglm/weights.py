@@ -40,6 +40,37 @@ def weight_files(path: Path) -> list[Path]:
     return shards
 
 
+_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+           "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8",
+           "BOOL": "bool"}  # fmt: skip
+
+
+def read_safetensors(file: Path) -> Iterator[tuple[str, Any]]:
+    """(name, tensor) in file order, each read into its own buffer.
+
+    Plain reads, not a memory map: mapped file pages would count in the process's resident
+    memory as they are touched, doubling the peak while a model loads.
+    """
+    import torch
+
+    with open(file, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+        header.pop("__metadata__", None)
+        base = 8 + size
+        for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+            start, end = info["data_offsets"]
+            dtype = getattr(torch, _DTYPES[info["dtype"]])
+            if end == start:
+                yield name, torch.empty(info["shape"], dtype=dtype)
+                continue
+            buf = bytearray(end - start)
+            f.seek(base + start)
+            if f.readinto(buf) != end - start:
+                raise ValueError(f"tensor {name} runs past the end of the file")
+            yield name, torch.frombuffer(buf, dtype=dtype).reshape(info["shape"])
+
+
 def iter_tensors(path: Path) -> Iterator[tuple[str, Any]]:
     """(name, tensor) for every stored tensor; only one shard is open at a time.
 
@@ -51,11 +82,7 @@ def iter_tensors(path: Path) -> Iterator[tuple[str, Any]]:
     for file in weight_files(path):
         try:
             if file.suffix == ".safetensors":
-                from safetensors import safe_open
-
-                with safe_open(str(file), framework="pt") as f:
-                    for name in f.keys():  # noqa: SIM118 (safe_open has no __iter__)
-                        yield name, f.get_tensor(name)
+                yield from read_safetensors(file)
             else:
                 state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
                 for name in list(state):
