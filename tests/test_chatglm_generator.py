@@ -129,3 +129,17 @@ def test_kbqa_ask_load_failure_is_exit_1_with_a_json_error(cli, tmp_path):
     out = cli("ask", "病假需要什么材料？", "--kb", "demo", "--llm", f"transformers:{d}",
               "--refusal-threshold", "-1", "--json", code=1)  # fmt: skip
     assert "tokenizer.model" in json.loads(out.stdout)["error"]
+
+
+def test_api_answers_a_model_load_failure_with_json(tmp_path, monkeypatch):
+    from tests.api_fixtures import LEAVE, build_kb, client_for
+    from tests.fakes import HashEmbedder
+
+    d = tmp_path / "broken"
+    shutil.copytree(model_dir("chatglm3"), d)
+    (d / "model.safetensors").write_bytes(b"\0" * 16)
+    embedder, home = HashEmbedder(), tmp_path / "home"
+    build_kb(home, "demo", embedder, {"leave.md": LEAVE})
+    with client_for(home, embedder, generator=load_generator(f"transformers:{d}")) as client:
+        r = client.post("/v1/kbs/demo/ask", json={"question": "年假有几天？", "top_k": 3})
+    assert r.status_code >= 500 and str(d) in r.json()["detail"]
