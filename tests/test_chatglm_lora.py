@@ -73,6 +73,7 @@ def test_original_name_lora_merges_to_exactly_the_fused_merge(tmp_path):
     assert isinstance(gen.generate("你好"), str)
 
 
+@pytest.mark.slow  # ~14 s on the shared 2-core machine
 def test_qlora_on_query_key_value_loads_on_nf4(tmp_path):
     pytest.importorskip("bitsandbytes")
     original_lora(tmp_path / "lora", targets=("query_key_value",))
