@@ -152,3 +152,15 @@ def test_api_answers_a_model_load_failure_with_json(tmp_path, monkeypatch):
     with client_for(home, embedder, generator=load_generator(f"transformers:{d}")) as client:
         r = client.post("/v1/kbs/demo/ask", json={"question": "年假有几天？", "top_k": 3})
     assert r.status_code >= 500 and str(d) in r.json()["detail"]
+
+
+@pytest.mark.parametrize("family", ["chatglm6b", "chatglm3"])
+def test_ptuning_on_an_nf4_base_keeps_an_fp32_prefix(family):
+    pytest.importorskip("bitsandbytes")
+    ptuning = chatglm_root() / family / "ptuning"
+    gen = load_generator(f"transformers:{model_dir(family)}?quant=nf4&adapter={ptuning}", load=True)
+    enc = (
+        gen.model.transformer.prefix_encoder if family == "chatglm6b" else gen.model.prefix_encoder
+    )
+    assert enc.embedding.weight.dtype == torch.float32
+    assert isinstance(gen.generate("你好", (), GREEDY), str)
