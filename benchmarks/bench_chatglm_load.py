@@ -96,18 +96,26 @@ def measure_load(path: str) -> dict:
 def nf4_rows(mid: str) -> list[dict]:
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bitsandbytes  # noqa: F401
     import torch
     from bench_llm_memory import linear_bytes
+    from transformers import GlmForCausalLM  # noqa: F401
 
     from kbqa.llm import load_generator
     from kbqa.llm.chatglm.loader import load_chatglm
 
     cfg = json.loads((Path(mid) / "config.json").read_text())
+    before = rss_mb()
     model = load_chatglm(Path(mid), cfg, "chatglm3", "cpu", "nf4")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    size = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+    fp16 = sum(p.numel() for n, p in model.named_parameters() if "weight" in n) / 2**20
     params, nbytes = linear_bytes(model)
     rows = [{"family": f"chatglm3 layout, {cfg['num_layers']} layers, hidden "
              f"{cfg['hidden_size']}", "linear_params": params,
-             "bytes_per_linear_param": round(nbytes / params, 3)}]  # fmt: skip
+             "bytes_per_linear_param": round(nbytes / params, 3),
+             "load": f"nf4 load of this checkpoint ({round(fp16 * 2):.0f} MB in fp16): final "
+                     f"model {size:.0f} MB, peak RSS - before = {peak - before:.0f} MB"}]  # fmt: skip
     del model, torch
     base = Path(os.environ.get("KBQA_SHARED_DATA", ROOT.parent / "shared" / "data")) / "chatglm"
     for family in ("chatglm6b", "chatglm2", "chatglm2-int4", "chatglm3", "glm4-chat"):
@@ -163,6 +171,8 @@ def main() -> None:
     print("|---|---|---|")
     for r in nf4:
         print(f"| {r['family']} | {r['linear_params']} | {r['bytes_per_linear_param']} |")
+    print()
+    print(nf4[0]["load"])
 
 
 if __name__ == "__main__":

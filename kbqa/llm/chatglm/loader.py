@@ -113,18 +113,22 @@ def _load_native_quantized(path: Path, config: dict[str, Any], device: str, quan
         glm_config(config).save_pretrained(out)
         shard: dict[str, Any] = {}
         size, files, weight_map = 0, 0, {}
-        for name, tensor in native_tensors(path, config, dtype):
-            shard[name] = tensor
-            size += tensor.numel() * tensor.element_size()
-            if size > 1 << 30:  # ~1 GiB shards keep the conversion's memory small
-                files += 1
-                save_file(shard, str(out / f"model-{files:05d}.safetensors"))
-                weight_map.update(dict.fromkeys(shard, f"model-{files:05d}.safetensors"))
-                shard, size = {}, 0
-        if shard:
+
+        def flush() -> None:
+            nonlocal shard, size, files
             files += 1
             save_file(shard, str(out / f"model-{files:05d}.safetensors"))
             weight_map.update(dict.fromkeys(shard, f"model-{files:05d}.safetensors"))
+            shard, size = {}, 0
+
+        for name, tensor in native_tensors(path, config, dtype):
+            shard[name] = tensor
+            size += tensor.numel() * tensor.element_size()
+            if size > 256 << 20:  # small shards keep the conversion's own memory small
+                flush()
+        del tensor  # noqa: F821 (the loop ran: a checkpoint has weights)
+        if shard:
+            flush()  # nothing converted stays referenced while bitsandbytes loads
         index = {"metadata": {}, "weight_map": weight_map}
         (out / "model.safetensors.index.json").write_text(json.dumps(index))
         model = GlmForCausalLM.from_pretrained(out, dtype=dtype, **_quant_kwargs(quant, device))
