@@ -164,3 +164,36 @@ def test_ptuning_on_an_nf4_base_keeps_an_fp32_prefix(family):
     )
     assert enc.embedding.weight.dtype == torch.float32
     assert isinstance(gen.generate("你好", (), GREEDY), str)
+
+
+@pytest.mark.parametrize("family", ["chatglm6b", "chatglm3"])
+def test_ptuning_with_prefix_projection_equals_its_table(tmp_path, family):
+    """A prefix_projection=True checkpoint (embedding -> MLP) acts as the MLP's output table."""
+    hidden, layers = 64, 2
+    kv = layers * 2 * (hidden if family == "chatglm6b" else 2 * 16)
+    emb_dim = hidden if family == "chatglm6b" else kv  # ChatGLM-6B and ChatGLM2/3 differ here
+    g = torch.Generator().manual_seed(3)
+    state = {
+        "transformer.prefix_encoder.embedding.weight": torch.randn(4, emb_dim, generator=g),
+        "transformer.prefix_encoder.trans.0.weight": torch.randn(hidden, emb_dim, generator=g)
+        * 0.2,
+        "transformer.prefix_encoder.trans.0.bias": torch.randn(hidden, generator=g) * 0.1,
+        "transformer.prefix_encoder.trans.2.weight": torch.randn(kv, hidden, generator=g) * 0.5,
+        "transformer.prefix_encoder.trans.2.bias": torch.randn(kv, generator=g) * 0.1,
+    }
+    t = torch.tanh(state["transformer.prefix_encoder.embedding.weight"] @ state["transformer.prefix_encoder.trans.0.weight"].T + state["transformer.prefix_encoder.trans.0.bias"])  # fmt: skip
+    table = t @ state["transformer.prefix_encoder.trans.2.weight"].T + state["transformer.prefix_encoder.trans.2.bias"]  # fmt: skip
+    base_cfg = json.loads((model_dir(family) / "config.json").read_text())
+    for name, tensors, proj in (("proj", state, True), ("table", {"transformer.prefix_encoder.embedding.weight": table}, False)):  # fmt: skip
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(
+            json.dumps(base_cfg | {"pre_seq_len": 4, "prefix_projection": proj})
+        )
+        torch.save(tensors, d / "pytorch_model.bin")
+    a = load_generator(f"transformers:{model_dir(family)}?adapter={tmp_path / 'proj'}", load=True)
+    b = load_generator(f"transformers:{model_dir(family)}?adapter={tmp_path / 'table'}", load=True)
+    ids = torch.tensor([a.tokenizer.chat_ids([{"role": "user", "content": "你好"}])])
+    with torch.no_grad():
+        la, lb = a.model(input_ids=ids).logits[0, -1], b.model(input_ids=ids).logits[0, -1]
+    torch.testing.assert_close(la, lb, rtol=0, atol=1e-4)
