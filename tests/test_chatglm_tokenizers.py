@@ -79,3 +79,14 @@ def test_int4_nibbles_high_is_even_column_twos_complement():
     assert w.tolist() == [[3.5, -0.5, -4.0, -3.5]]
     with pytest.raises(ValueError, match="scale"):
         dequantize_int4(packed, torch.ones(2), torch.float32)
+
+
+def test_v1_response_postprocessing_streams_to_the_same_text():
+    from kbqa.llm.chatglm.chat_format import v1_response, v1_stream
+
+    text = " 你好,我是ChatGLM!训练于[[训练时间]]:是的?好; ok, fine "
+    want = "你好，我是ChatGLM！训练于2023年：是的？好； ok, fine"
+    assert v1_response(text) == want
+    for size in (1, 2, 3, 7):
+        pieces = [text[i : i + size] for i in range(0, len(text), size)]
+        assert "".join(v1_stream(iter(pieces))) == want

@@ -152,9 +152,14 @@ class TransformersGenerator:
             )
         self.last_prompt = text
         with self._lock:
-            yield from run_generation(
+            pieces = run_generation(
                 self.model, self.tokenizer, ids, config, _threaded, stop_ids=self.stop_ids
             )
+            if self.chatglm_family == "chatglm6b":  # as its chat(): full-width punctuation
+                from kbqa.llm.chatglm.chat_format import v1_stream
+
+                pieces = v1_stream(pieces)
+            yield from pieces
 
     @property
     def stop_ids(self) -> list[int] | None:

@@ -68,3 +68,46 @@ def stop_ids(tok: ChatGLMTokenizer) -> list[int]:
     if tok.family in (detect.CHATGLM3, detect.GLM4_CHAT):
         return [tok.eos_token_id, tok.special_id("<|user|>"), tok.special_id("<|observation|>")]
     return [tok.eos_token_id]
+
+
+_V1_PUNCT = ((",", "，"), ("!", "！"), (":", "："), (";", "；"), ("?", "？"))
+_CJK = "\u4e00-\u9fff"
+
+
+def v1_response(text: str) -> str:
+    """ChatGLM-6B's ``process_response``: its tokenizer normalises punctuation to ASCII, so
+    chat() turns it back to full width next to Chinese characters.
+
+    Example: ``v1_response(" 好,的 ")`` is ``"好，的"``.
+    """
+    import re
+
+    text = text.strip().replace("[[训练时间]]", "2023年")
+    for ascii_p, full in _V1_PUNCT:
+        p = re.escape(ascii_p)
+        text = re.sub(rf"([{_CJK}]){p}", rf"\g<1>{full}", text)
+        text = re.sub(rf"{p}([{_CJK}])", rf"{full}\g<1>", text)
+    return text
+
+
+def v1_stream(pieces: Any) -> Any:
+    """``v1_response`` over streamed pieces: a tail that the next piece could still change
+    (whitespace, ASCII punctuation, a partial ``[[训练时间]]``) is held back until it is known."""
+    raw, sent = "", ""
+    marker = "[[训练时间]]"
+    for piece in pieces:
+        raw += piece
+        safe = len(raw.rstrip())
+        while safe and raw[safe - 1] in ",!:;?":
+            safe -= 1
+        for k in range(min(len(marker) - 1, safe), 0, -1):
+            if raw[:safe].endswith(marker[:k]):
+                safe -= k
+                break
+        done = v1_response(raw[:safe]) if raw[:safe].strip() else ""
+        if done.startswith(sent) and len(done) > len(sent):
+            yield done[len(sent) :]
+            sent = done
+    final = v1_response(raw)
+    if final.startswith(sent) and len(final) > len(sent):
+        yield final[len(sent) :]
