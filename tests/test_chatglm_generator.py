@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from kbqa.cli import app
 from kbqa.errors import ModelError
-from kbqa.llm.chatglm.chat_format import v1_response
 from kbqa.llm import GenerationConfig, load_generator
+from kbqa.llm.chatglm.chat_format import v1_response
 from tests.tiny_models import build_tiny_sentence_transformer
 
 torch = pytest.importorskip("torch")
