@@ -277,10 +277,29 @@ def finetune_eval(
         print(f"{name:8s} {scores}")
 
 
+@command
+def finetune_export_ptuning(
+    base_model: Annotated[Path, typer.Option(help="The base model folder it was trained on.")],
+    adapter: Annotated[Path, typer.Option(help="A --method ptuning-v2 adapter folder.")],
+    output: Annotated[Path, typer.Option(help="Where to write the ChatGLM ptuning/ folder.")],
+    overwrite: Annotated[bool, typer.Option(help="Write into a non-empty --output.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a P-Tuning v2 adapter as ChatGLM's ptuning/ checkpoint (config.json + .bin)."""
+    from kbqa.finetune.export import export_ptuning
+
+    result = export_ptuning(base_model, adapter, output, overwrite)
+    if as_json:
+        emit(result)
+    else:
+        print(f"ptuning checkpoint (pre_seq_len {result['pre_seq_len']}) in {result['output']}")
+
+
 def register(app: typer.Typer) -> None:
     """Add `qa-pairs` and the `finetune` group (train by default, `eval` inside) to ``app``."""
     app.command("qa-pairs")(command(qa_pairs))
     group = typer.Typer(invoke_without_command=True, no_args_is_help=False)
     group.callback()(finetune)
     group.command("eval")(finetune_eval)
+    group.command("export-ptuning")(finetune_export_ptuning)
     app.add_typer(group, name="finetune")

@@ -18,6 +18,8 @@ def prompt_ids(tokenizer: Any, messages: Sequence[Message]) -> list[int]:
     ``build_chat_input``, then ChatGLM2's ``build_prompt``; a model trained on one rendering
     and served with another would see prompts it never learned.
     """
+    if hasattr(tokenizer, "chat_ids"):  # kbqa's native ChatGLM-family tokenizers
+        return tokenizer.chat_ids(list(messages))
     if getattr(tokenizer, "chat_template", None):
         text = tokenizer.apply_chat_template(
             list(messages), tokenize=False, add_generation_prompt=True

@@ -16,6 +16,7 @@ DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
     "glm": ("q_proj", "k_proj", "v_proj", "o_proj"),
     "glm4": ("q_proj", "k_proj", "v_proj", "o_proj"),
     "chatglm": ("query_key_value",),
+    "kbqa_chatglm6b": ("query_key_value",),  # kbqa's native ChatGLM-6B keeps the original names
     "llama": ("q_proj", "k_proj", "v_proj", "o_proj"),
     "qwen2": ("q_proj", "k_proj", "v_proj", "o_proj"),
     "gpt2": ("c_attn",),
@@ -99,7 +100,22 @@ def resolve_targets(model: Any, requested: tuple[str, ...] | None) -> list[str]:
     return list(requested)
 
 
+def _chatglm_family(path: Path) -> tuple[str | None, dict[str, Any]]:
+    """The ChatGLM format of ``path`` that kbqa loads natively (None: plain transformers)."""
+    from kbqa.llm.chatglm.detect import GLM4_HF, detect_format
+
+    cfg_file = Path(path) / "config.json"
+    cfg = json.loads(cfg_file.read_text(encoding="utf-8")) if cfg_file.is_file() else {}
+    family = detect_format(Path(path), cfg)
+    return (family if family != GLM4_HF else None), cfg
+
+
 def load_tokenizer(path: Path, trust_remote_code: bool = False) -> Any:
+    family, _ = _chatglm_family(path)
+    if family:
+        from kbqa.llm.chatglm.tokenizers import load_tokenizer as load_chatglm_tokenizer
+
+        return load_chatglm_tokenizer(path, family)
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(
@@ -115,6 +131,13 @@ def _load_base(config: MethodConfig, device: str) -> Any:
     from transformers import AutoModelForCausalLM
 
     path = config.check_base()
+    family, cfg = _chatglm_family(path)
+    if family:  # ChatGLM-6B/2/3, GLM-4-9B-chat in their original layouts: no remote code
+        from kbqa.llm.chatglm.loader import load_chatglm
+
+        quant = "nf4" if config.method == "qlora" else None
+        dtype = torch.bfloat16 if config.bf16 else torch.float32
+        return load_chatglm(path, cfg, family, device, quant, None if quant else dtype)
     kwargs: dict[str, Any] = {
         "local_files_only": True,
         "trust_remote_code": config.trust_remote_code,

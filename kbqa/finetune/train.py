@@ -218,7 +218,9 @@ def train(
         if done % config.save_steps == 0 or done == total:
             _save_checkpoint(model, opt, done, losses, config)
     seconds = time.perf_counter() - t0
-    model.save_pretrained(config.output)
+    # Never the embeddings: peft guesses "resized" when the base config names no vocab_size
+    # (ChatGLM's padded_vocab_size) and would copy the whole table into the adapter.
+    model.save_pretrained(config.output, save_embedding_layers=False)
     info = {"method": method.method, "base_model": str(method.base_model)}
     (Path(config.output) / "kbqa_finetune.json").write_text(json.dumps(info, indent=2))
     trainable, total_params = model.get_nb_trainable_parameters()

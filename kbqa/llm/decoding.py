@@ -65,15 +65,25 @@ def _pieces(tokenizer: Any, chunks: Iterator[list[int]]) -> Iterator[str]:
 
 
 def run_generation(
-    model: Any, tokenizer: Any, input_ids: Any, config: GenerationConfig, threaded: bool
+    model: Any,
+    tokenizer: Any,
+    input_ids: Any,
+    config: GenerationConfig,
+    threaded: bool,
+    stop_ids: list[int] | None = None,
 ) -> Iterator[str]:
-    """Yield the answer as text pieces; ``threaded`` streams them while generation runs."""
+    """Yield the answer as text pieces; ``threaded`` streams them while generation runs.
+
+    ``stop_ids`` replace the checkpoint's eos ids (ChatGLM3 / GLM-4 also stop at role tokens).
+    """
     import torch
 
     device = next(model.parameters()).device
     input_ids = input_ids.to(device)
     inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
     kwargs = generate_kwargs(config, tokenizer)
+    if stop_ids:
+        kwargs["eos_token_id"] = list(stop_ids)
     if not threaded:
         with torch.inference_mode():
             out = _call(model.generate, **inputs, **kwargs)

@@ -24,7 +24,7 @@ class TransformersSpec:
     path: Path
     quant: str | None = None  # None: the checkpoint's own dtype
     adapter: Path | None = None
-    trust_remote_code: bool = False  # only ChatGLM2/3 need it; never on by default
+    trust_remote_code: bool = False  # other models only: the ChatGLM family loads natively
     device: str | None = None  # None: cuda when available, else cpu
     context_window: int | None = None  # None: read from the model config
 

@@ -46,11 +46,12 @@ class TransformersGenerator:
     def __init__(self, spec: TransformersSpec) -> None:
         self.spec = spec
         self.config = read_model_config(spec.path)
-        if self.config.get("model_type") == "chatglm" and not spec.trust_remote_code:
-            raise ModelError(
-                f"{spec.path} is a ChatGLM2/3 checkpoint, which runs only with its own Python code; "
-                "add trust_remote_code=1 to the LLM spec if you trust the files in that directory"
-            )
+        from kbqa.llm.chatglm.detect import GLM4_HF, detect_format
+
+        # ChatGLM-6B/2/3 and GLM-4-9B-chat in their original layouts run natively, never through
+        # their remote code (trust_remote_code is ignored for them); GLM-4 hf is plain transformers.
+        family = detect_format(spec.path, self.config)
+        self.chatglm_family = family if family not in (None, GLM4_HF) else None
         if spec.adapter is not None:
             from kbqa.llm.adapters import inspect_adapter
 
@@ -70,6 +71,10 @@ class TransformersGenerator:
 
     @property
     def tokenizer(self) -> Any:
+        if self._tokenizer is None and self.chatglm_family:
+            from kbqa.llm.chatglm.tokenizers import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.spec.path, self.chatglm_family)
         if self._tokenizer is None:
             from transformers import AutoTokenizer
 
@@ -83,6 +88,10 @@ class TransformersGenerator:
 
     def load(self) -> TransformersGenerator:
         """Load weights (and the adapter) now; later calls are free."""
+        if self._model is None and self.chatglm_family:
+            from kbqa.llm.chatglm.loader import load_for_spec
+
+            self._model = load_for_spec(self.spec, self.config, self.chatglm_family, self.adapter)
         if self._model is None:
             from kbqa.llm.loading import load_model
 
@@ -107,8 +116,8 @@ class TransformersGenerator:
         """Tokens for prompt text, history and answer: the model's window less chat markup."""
         if self._overhead is None:
             # One empty turn of history plus the empty prompt: the markup the template adds.
-            text, _ = self._render_ids("", [("", "")])
-            self._overhead = len(_ids_list(self._encode_text(text)))
+            _, ids = self._render_ids("", [("", "")])
+            self._overhead = ids.shape[-1]
         return self.model_window - self._overhead
 
     def count_tokens(self, text: str) -> int:
@@ -143,7 +152,23 @@ class TransformersGenerator:
             )
         self.last_prompt = text
         with self._lock:
-            yield from run_generation(self.model, self.tokenizer, ids, config, _threaded)
+            pieces = run_generation(
+                self.model, self.tokenizer, ids, config, _threaded, stop_ids=self.stop_ids
+            )
+            if self.chatglm_family == "chatglm6b":  # as its chat(): full-width punctuation
+                from kbqa.llm.chatglm.chat_format import v1_stream
+
+                pieces = v1_stream(pieces)
+            yield from pieces
+
+    @property
+    def stop_ids(self) -> list[int] | None:
+        """The ids the model's own chat() stops on; None: the checkpoint's generation config."""
+        if not self.chatglm_family:
+            return None
+        from kbqa.llm.chatglm.chat_format import stop_ids
+
+        return stop_ids(self.tokenizer)
 
     # -- prompt rendering ----------------------------------------------------------------------
 
@@ -152,6 +177,13 @@ class TransformersGenerator:
 
     def _render_ids(self, prompt: str, history: History) -> tuple[str, Any]:
         tok = self.tokenizer
+        if self.chatglm_family:  # exactly the ids the model's own chat() builds
+            import torch
+
+            from kbqa.llm.chatglm.chat_format import chat_ids
+
+            ids = chat_ids(tok, _messages(prompt, history))
+            return tok.decode(ids), torch.tensor([ids], dtype=torch.long)
         if getattr(tok, "chat_template", None):
             messages = []
             for user, assistant in history:
@@ -180,5 +212,8 @@ class TransformersGenerator:
         )
 
 
-def _ids_list(ids: Any) -> list[int]:
-    return ids.reshape(-1).tolist()
+def _messages(prompt: str, history: History) -> list[dict[str, str]]:
+    messages = []
+    for user, assistant in history:
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+    return messages + [{"role": "user", "content": prompt}]

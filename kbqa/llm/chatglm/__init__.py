@@ -1,0 +1,1 @@
+"""The ChatGLM family loaded natively (no remote code): detection, conversion, tokenizers, chat."""
