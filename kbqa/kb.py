@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 _NAME = re.compile(r"[^\W_][\w.-]{0,63}")
 LOCK_FILE = ".lock"
+# Chunks of small files are pooled up to this many embedding batches before they are embedded.
+POOL_BATCHES = 4
 
 
 def validate_name(name: str) -> str:
@@ -373,7 +375,8 @@ class _Batch:
             self._record_failure(job, e)
             return
         self.pending.append(job)
-        if sum(len(j.chunks) for j in self.pending) >= self.batch_size:
+        # Several batches' worth pooled: sorted by length they pad less, and no 32 + 1 split.
+        if sum(len(j.chunks) for j in self.pending) >= self.batch_size * POOL_BATCHES:
             self.flush()
 
     def flush(self) -> None:

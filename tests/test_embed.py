@@ -204,3 +204,21 @@ def test_default_embeds_queries_through_the_engine_without_torch() -> None:
         "assert v.shape == (1, 384); assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_batches_are_length_sorted_and_rows_keep_input_order() -> None:
+    from kbqa.embed import embed_batched
+
+    seen: list[list[str]] = []
+
+    def encode(batch: list[str]) -> np.ndarray:
+        seen.append(batch)
+        return np.array([[len(t), 1.0] for t in batch], dtype=np.float32)
+
+    texts = ["aa", "a" * 9, "a", "a" * 5, "aaa"]
+    out = embed_batched(encode, texts, batch_size=2, dim=2)
+    # Longest first, so each batch pads only to texts of nearly its own length.
+    assert seen == [["a" * 9, "a" * 5], ["aaa", "aa"], ["a"]]
+    expected = np.array([[len(t), 1.0] for t in texts])
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
