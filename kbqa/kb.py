@@ -220,6 +220,7 @@ class KnowledgeBase:
             "chunk_overlap": m.chunk_overlap,
             "vector_store": m.vector_store,
             "dense_index": m.dense_index,
+            "embedding_precisions": m.embedding_precisions,
             "generation": self.store.generation(),
             **self.store.counts(),
             "updated_at": m.updated_at,
@@ -409,6 +410,9 @@ class _Batch:
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         vectors = self.embedder.embed_passages(texts)
+        precision = getattr(self.embedder, "precision", "fp32")
+        if precision not in self.kb.manifest.embedding_precisions:
+            self.kb.manifest.embedding_precisions.append(precision)  # saved at the checkpoint
         self.progress.chunks_done(len(texts))
         return vectors
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kbqa.errors import KbqaError
 from kbqa.lexical import LexicalIndex
 from kbqa.store.base import VectorStore
 from kbqa.store.chunks import ChunkStore
@@ -62,6 +63,19 @@ class Indexes:
                 return cls(dense, lexical), False
             if dense is not None:  # a KB from before the lexical index: build that one only
                 return cls(dense, _lexical(folder, store, fresh=True)), True
+        else:
+            # A writer committed since its last checkpoint (or is writing now): the saved
+            # index plus the difference, not a flat rebuild of everything (issue 14).
+            try:
+                dense = FaissStore.load(folder, manifest.dim)
+                if dense is not None:
+                    changed = dense.catch_up(store.chunk_ids(), _fetch(store, manifest.dim))
+            except (RuntimeError, KbqaError) as exc:  # unreadable or foreign: SQLite decides
+                log.warning("saved dense index of %s unusable (%s)", folder, exc)
+                dense = None
+            if dense is not None:
+                log.info("indexes of %s caught up with the chunk store (%d)", folder, changed)
+                return cls(dense, _lexical(folder, store, fresh=False)), True
         log.info("indexes of %s lag the chunk store; rebuilding them from it", folder)
         return cls.rebuild(store, manifest, folder), True
 
@@ -81,6 +95,22 @@ class Indexes:
         for ids, vectors in store.iter_vectors(manifest.dim):
             dense.add(ids, vectors)
         return cls(dense, _lexical(folder, store, fresh=folder is None))
+
+
+def _fetch(store: ChunkStore, dim: int, batch: int = 5000):
+    """ids -> (ids, vectors) of those still stored (a writer may delete some meanwhile)."""
+
+    def fetch(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        id_parts, vec_parts = [], []
+        for i in range(0, len(ids), batch):  # SQLite caps the number of bound parameters
+            part = [int(x) for x in ids[i : i + batch]]
+            vecs = store.vectors_of(part, dim)
+            found = np.any(vecs != 0, axis=1)  # unit vectors; zeros mean "no longer stored"
+            id_parts.append(np.asarray(part, np.int64)[found])
+            vec_parts.append(vecs[found])
+        return np.concatenate(id_parts), np.concatenate(vec_parts)
+
+    return fetch
 
 
 def _remote_dense(
