@@ -164,9 +164,17 @@ class SentenceTransformerEmbedder:
 
         # A "Loading weights" bar on every command is noise; errors still surface below.
         hf_logging.disable_progress_bar()
+        from kbqa.embed_precision import verified_dtype
+
+        # Already verified here: load straight into bf16/fp16, never holding the fp32 copy
+        # (the 250k-token table alone is 370 MB in fp32), which lowers ingest's peak memory.
+        dtype = verified_dtype(self.config.precision, self.config.device, self._check_key())
         try:
             model = SentenceTransformer(
-                str(self.path), device=self.config.device, local_files_only=True
+                str(self.path),
+                device=self.config.device,
+                local_files_only=True,
+                model_kwargs={"dtype": dtype} if dtype is not None else None,
             )
         except Exception as exc:  # any loader failure is the same user problem
             raise ModelError(

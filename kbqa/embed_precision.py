@@ -184,6 +184,23 @@ def record_check(key: str, cosine: float) -> None:
         log.info("precision check not cached (%s)", exc)
 
 
+def verified_dtype(setting: str, device: str | None, model_key: str) -> Any:
+    """The torch dtype to load in when bf16/fp16 is chosen and already passed its check here.
+
+    None means load in fp32 (then ``apply`` checks, or keeps fp32).
+    """
+    import torch
+
+    device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
+    choice = choose(setting, device, cpu_flags())
+    if choice.precision not in ("bf16", "fp16"):
+        return None
+    cosine = cached_check(machine_key(model_key, choice.precision, device))
+    if cosine is None or cosine < MIN_COSINE:
+        return None
+    return torch.bfloat16 if choice.precision == "bf16" else torch.float16
+
+
 def apply(
     model: Any,
     setting: str,

@@ -186,3 +186,17 @@ def test_a_kb_built_in_bf16_is_searched_in_fp32_and_records_both(tmp_path: Path)
     kb = KnowledgeBase.open(home, "p")
     assert kb.manifest.embedding_precisions == ["bf16", "fp32"]
     assert kb.info()["embedding_precisions"] == ["bf16", "fp32"]
+
+
+def test_a_verified_precision_is_loaded_directly(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(ep, "cpu_flags", lambda: ZEN4)
+    assert ep.verified_dtype("auto", "cpu", "m3") is None  # not checked yet: load fp32 first
+    ep.record_check(ep.machine_key("m3", "bf16", "cpu"), 0.9991)
+    assert ep.verified_dtype("auto", "cpu", "m3") is torch.bfloat16
+    assert ep.verified_dtype("fp32", "cpu", "m3") is None
+    ep.record_check(ep.machine_key("m4", "bf16", "cpu"), 0.98)  # failed its check
+    assert ep.verified_dtype("auto", "cpu", "m4") is None
+    monkeypatch.setattr(ep, "cpu_flags", lambda: OLD_CPU)
+    assert ep.verified_dtype("auto", "cpu", "m3") is None
