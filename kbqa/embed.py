@@ -316,6 +316,7 @@ class E5TorchEmbedder:
                 from kbqa.embed_onnx import export
 
                 export(directory, [E5_QUERY_PREFIX + t for t in VERIFY_TEXTS])
+                self._onnx = None  # look again: the export may exist now
         self._inner = inner
         return self
 
@@ -327,6 +328,7 @@ class E5TorchEmbedder:
 
             directory = current_rebuild(self.cache)
             if directory is None or not (directory / ONNX_FILE).is_file():
+                self._onnx = False  # not per query: until load() exports it
                 return None
             try:
                 self._onnx = OnnxQueryEncoder(directory).load()
