@@ -154,10 +154,21 @@ def machine_key(model_key: str, precision: str, device: str) -> str:
     """One check per model, precision, device and machine (CPU model and flags, torch version)."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
+    cpu = _cpu_model() or platform.processor() or platform.machine()
     flags = ",".join(sorted(cpu_flags() & (BF16_FLAGS | INT8_FLAGS)))
     raw = f"{model_key}|{precision}|{device}|{cpu}|{flags}|{torch.__version__}"
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+def _cpu_model() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return next(
+        (ln.partition(":")[2].strip() for ln in text.splitlines() if ln.startswith("model name")),
+        "",
+    )
 
 
 def cached_check(key: str) -> float | None:
