@@ -64,9 +64,14 @@ class EmbedConfig:
     model: str | None = None
     batch_size: int = 32
     device: str | None = None
+    # auto: bf16 / int8 / fp16 where the hardware has it and it matches fp32 (kbqa.embed_precision)
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         _positive("embedding batch_size", self.batch_size)
+        from kbqa.embed_precision import check_precision
+
+        object.__setattr__(self, "precision", check_precision(self.precision))
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,7 @@ class Settings(BaseSettings):
     default_kb: str = "demo"
     embedding_model: str | None = None
     embedding_batch_size: int = 32
+    embedding_precision: str = "auto"  # auto, fp32, bf16, int8, fp16 (kbqa/embed_precision.py)
     chunk_size: int = 400
     chunk_overlap: int = 60
     top_k: int = 5
@@ -187,7 +193,11 @@ class Settings(BaseSettings):
         )  # fmt: skip
 
     def embed_config(self) -> EmbedConfig:
-        return EmbedConfig(model=self.embedding_model, batch_size=self.embedding_batch_size)
+        return EmbedConfig(
+            model=self.embedding_model,
+            batch_size=self.embedding_batch_size,
+            precision=self.embedding_precision,
+        )
 
     def retrieve_config(self) -> RetrieveConfig:
         return RetrieveConfig(top_k=self.top_k, candidates=self.candidates)
@@ -216,4 +226,5 @@ def load_settings() -> Settings:
         raise BadInput(f"bad setting in the environment: {problems}") from None
     settings.ask_config()
     settings.load_config()
+    settings.embed_config()
     return settings

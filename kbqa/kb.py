@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 _NAME = re.compile(r"[^\W_][\w.-]{0,63}")
 LOCK_FILE = ".lock"
+# Chunks of small files are pooled up to this many embedding batches before they are embedded.
+POOL_BATCHES = 4
 
 
 def validate_name(name: str) -> str:
@@ -223,6 +225,7 @@ class KnowledgeBase:
             "chunk_overlap": m.chunk_overlap,
             "vector_store": m.vector_store,
             "dense_index": m.dense_index,
+            "embedding_precisions": m.embedding_precisions,
             "generation": self.store.generation(),
             **self.store.counts(),
             "updated_at": m.updated_at,
@@ -407,7 +410,8 @@ class _Batch:
             self._record_failure(job, e)
             return
         self.pending.append(job)
-        if sum(len(j.chunks) for j in self.pending) >= self.batch_size:
+        # Several batches' worth pooled: sorted by length they pad less, and no 32 + 1 split.
+        if sum(len(j.chunks) for j in self.pending) >= self.batch_size * POOL_BATCHES:
             self.flush()
 
     def _duplicate(self, source: str, sha: str) -> bool:
@@ -454,6 +458,9 @@ class _Batch:
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         vectors = self.embedder.embed_passages(texts)
+        precision = getattr(self.embedder, "precision", "fp32")
+        if precision not in self.kb.manifest.embedding_precisions:
+            self.kb.manifest.embedding_precisions.append(precision)  # saved at the checkpoint
         self.progress.chunks_done(len(texts))
         return vectors
 

@@ -96,8 +96,10 @@ def test_prompts_in_config_and_explicit_override(tiny_plain: Path, tmp_path: Pat
 
 
 def test_batching_equals_one_by_one(tiny_e5: Path) -> None:
-    batched = load_embedder(str(tiny_e5), EmbedConfig(batch_size=2)).embed_passages(TEXTS)
-    single = load_embedder(str(tiny_e5), EmbedConfig(batch_size=1))
+    # fp32: in bf16 padding alone moves values by ~1e-3, more than this test's tolerance.
+    fp32 = {"precision": "fp32"}
+    batched = load_embedder(str(tiny_e5), EmbedConfig(batch_size=2, **fp32)).embed_passages(TEXTS)
+    single = load_embedder(str(tiny_e5), EmbedConfig(batch_size=1, **fp32))
     one_by_one = np.concatenate([single.embed_passages([t]) for t in TEXTS])
     np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
 
@@ -204,3 +206,21 @@ def test_default_embeds_queries_through_the_engine_without_torch() -> None:
         "assert v.shape == (1, 384); assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_batches_are_length_sorted_and_rows_keep_input_order() -> None:
+    from kbqa.embed import embed_batched
+
+    seen: list[list[str]] = []
+
+    def encode(batch: list[str]) -> np.ndarray:
+        seen.append(batch)
+        return np.array([[len(t), 1.0] for t in batch], dtype=np.float32)
+
+    texts = ["aa", "a" * 9, "a", "a" * 5, "aaa"]
+    out = embed_batched(encode, texts, batch_size=2, dim=2)
+    # Longest first, so each batch pads only to texts of nearly its own length.
+    assert seen == [["a" * 9, "a" * 5], ["aaa", "aa"], ["a"]]
+    expected = np.array([[len(t), 1.0] for t in texts])
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(out, expected, rtol=1e-6)

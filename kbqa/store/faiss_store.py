@@ -95,6 +95,26 @@ class FaissStore:
             scores, ids = _drop(scores, ids, dead, k)
         return scores[:, :k], ids[:, :k]
 
+    def catch_up(self, wanted: np.ndarray, fetch) -> int:
+        """Drop entries not in ``wanted`` and add the missing ones, ``fetch(ids) -> (ids, vecs)``.
+
+        Keeps the index's kind (a saved HNSW stays HNSW) and costs only the difference, where
+        rebuilding a flat index from SQLite took 1.4-2.2 s at 266k chunks. Exact because chunk
+        ids are never reused. Returns how many entries changed.
+        """
+        present = faiss_ids(self._index.id_map, self._index.ntotal)
+        # Tombstones saved by another checkpoint than the index's: keep those it holds.
+        self._removed &= set(present.tolist())
+        dead = np.fromiter(self._removed, np.int64, len(self._removed))
+        live = present[~np.isin(present, dead)] if len(dead) else present
+        gone = live[~np.isin(live, wanted)]
+        self.remove(gone)
+        new = wanted[~np.isin(wanted, present)]
+        if len(new):
+            ids, vecs = fetch(new)
+            self.add(ids, vecs)
+        return len(gone) + len(new)
+
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of every live entry, read back from the index itself."""
         ids = faiss_ids(self._index.id_map, self._index.ntotal)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kbqa.errors import Conflict
+from kbqa.errors import Conflict, KbqaError
 from kbqa.lexical import LexicalIndex
 from kbqa.store.base import VectorStore
 from kbqa.store.chunks import ChunkStore
@@ -75,6 +75,19 @@ class Indexes:
                 return cls(dense, lexical), False
             if dense is not None:  # a KB from before the lexical index, or a damaged one
                 return cls(dense, _lexical(folder, store, fresh=True)), True
+        else:
+            # A writer committed since its last checkpoint (or is writing now): the saved
+            # index plus the difference, not a flat rebuild of everything (issue 14).
+            try:
+                dense = FaissStore.load(folder, manifest.dim)
+                if dense is not None:
+                    changed = dense.catch_up(store.chunk_ids(), _fetch(store, manifest.dim))
+            except (RuntimeError, KbqaError) as exc:  # unreadable or foreign: SQLite decides
+                log.warning("saved dense index of %s unusable (%s)", folder, exc)
+                dense = None
+            if dense is not None:
+                log.info("indexes of %s caught up with the chunk store (%d)", folder, changed)
+                return cls(dense, _lexical(folder, store, fresh=False)), True
         log.info("indexes of %s lag the chunk store; rebuilding them from it", folder)
         return cls.rebuild(store, manifest, folder), True
 
@@ -112,6 +125,22 @@ def _load_or_none(folder: Path, name: str, load):
             folder, name, type(e).__name__, str(e).strip().splitlines()[0] if str(e) else "",
         )  # fmt: skip
         return None
+
+
+def _fetch(store: ChunkStore, dim: int, batch: int = 5000):
+    """ids -> (ids, vectors) of those still stored (a writer may delete some meanwhile)."""
+
+    def fetch(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        id_parts, vec_parts = [], []
+        for i in range(0, len(ids), batch):  # SQLite caps the number of bound parameters
+            part = [int(x) for x in ids[i : i + batch]]
+            vecs = store.vectors_of(part, dim)
+            found = np.any(vecs != 0, axis=1)  # unit vectors; zeros mean "no longer stored"
+            id_parts.append(np.asarray(part, np.int64)[found])
+            vec_parts.append(vecs[found])
+        return np.concatenate(id_parts), np.concatenate(vec_parts)
+
+    return fetch
 
 
 def _remote_dense(

