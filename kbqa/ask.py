@@ -83,9 +83,7 @@ class Asker:
         timings = dict(found.timings)
         timings["retrieve_ms"] = _ms(time.perf_counter() - started)
         info: dict[str, Any] = {
-            "best_cosine": round(found.best_cosine, 4),
-            "coverage": round(found.coverage, 4),
-            "relevance": round(found.relevance, 4),
+            **found.signals(),
             "threshold": threshold,
             "threshold_from": origin,
         }
