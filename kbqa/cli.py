@@ -139,9 +139,14 @@ def search(
     as_json: JsonOpt = False,
 ) -> None:
     """Print the passages of a knowledge base that best match a query."""
+    from kbqa.retrieve import Retriever
+
     kb_obj = open_kb(kb)
-    k = top_k or settings().top_k
-    hits = kb_obj.search(query, k, embedder_for(kb_obj.manifest.embedding_spec))
+    s = settings()
+    k = top_k or s.top_k
+    # The Retriever REST search, ask, eval and LangChain use: CLI and REST give the same hits.
+    retriever = Retriever(kb_obj, embedder_for(kb_obj.manifest.embedding_spec), s.retrieve_config())
+    hits = retriever.search(query, k)
     if as_json:
         emit({"query": query, "hits": [h.to_dict() for h in hits]})
         return
