@@ -66,7 +66,9 @@ def main() -> None:
         results.append((refused, -w_unk, w_unk, w_type, shift, thr))
     results.sort(reverse=True)
     for r in results[:10]:
-        print(json.dumps({"refusal": r[0], "w_unk": r[2], "w_type": r[3], "shift": r[4], "thr": r[5]}))
+        print(
+            json.dumps({"refusal": r[0], "w_unk": r[2], "w_type": r[3], "shift": r[4], "thr": r[5]})
+        )
     for f, n in data:
         print(n, {k: (round(v, 3) if isinstance(v, float) else v) for k, v in f.items()})
 

@@ -110,7 +110,9 @@ class Asker:
             text = self.prompts.refusal
             yield "token", text
         elif mode == "extractive":
-            text = self._extract(standalone, hits, found, focus=question if standalone != question else "")
+            text = self._extract(
+                standalone, hits, found, focus=question if standalone != question else ""
+            )
             yield "token", text
         elif mode == "generative":
             pieces = []

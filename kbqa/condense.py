@@ -18,8 +18,13 @@ MAX_TURN_CHARS = 1000  # per side of a turn: a pasted document is cut, not searc
 
 _LEAD = re.compile(r"^\s*(?:那么|那|还有|另外|然后|而|and|what about|how about)\s*[,，]?\s*", re.I)
 _TAIL = re.compile(r"\s*(?:呢|的呢|怎么样|如何|又如何)?\s*[?？。!！]*\s*$")
-_PRONOUN = re.compile(r"它们的|他们的|她们的|它的|他的|她的|它们|他们|她们|它|其|该|这个|那个|\b(?:its?|they|their)\b", re.I)
-_ASKS = re.compile(r"[几哪谁啥吗么]|多少|什么|怎么|怎样|如何|多久|多长|\b(?:what|how|when|where|who)\b", re.I)
+_PRONOUN = re.compile(
+    r"它们的|他们的|她们的|它的|他的|她的|它们|他们|她们|它|其|该|这个|那个|\b(?:its?|they|their)\b",
+    re.I,
+)
+_ASKS = re.compile(
+    r"[几哪谁啥吗么]|多少|什么|怎么|怎样|如何|多久|多长|\b(?:what|how|when|where|who)\b", re.I
+)
 
 
 def clean_history(history: Sequence[Sequence[str]]) -> tuple[list[tuple[str, str]], list[str]]:
@@ -73,9 +78,9 @@ def condense_rules(question: str, history: Sequence[tuple[str, str]]) -> str:
     core = _TAIL.sub("", _LEAD.sub("", question.strip()))
     if _PRONOUN.search(core):
         subject = "".join(w for w in topic_words(previous) if w not in core)
-        return _PRONOUN.sub(lambda m: subject + ("的" if m.group().endswith("的") else ""), core, 1) + (
-            "？" if not core.endswith(("?", "？")) else ""
-        )
+        return _PRONOUN.sub(
+            lambda m: subject + ("的" if m.group().endswith("的") else ""), core, 1
+        ) + ("？" if not core.endswith(("?", "？")) else "")
     if _ASKS.search(core) and answer_type(core):
         return f"{core}，{previous}"  # 那法定节假日几倍？ keeps its own ask, gains the topic
     return f"{core}，{previous}" if core else previous

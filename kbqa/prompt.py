@@ -102,7 +102,9 @@ def load_prompts(folder: Path | None = None) -> Prompts:
     if not refusal:
         raise BadInput(f"prompt file {folder / REFUSAL_FILE} is empty; write the refusal text")
     condense_file = folder / CONDENSE_FILE
-    condense = load_template(condense_file, ("history", "question")) if condense_file.is_file() else ""
+    condense = (
+        load_template(condense_file, ("history", "question")) if condense_file.is_file() else ""
+    )
     return Prompts(qa=qa, refusal=refusal, condense=condense)
 
 

@@ -24,8 +24,24 @@ PLACEMENT = 0.38
 # Words a company's documents rarely hold, swapped into probes to make near-domain negatives
 # ("年假有几天" -> "游泳馆有几天"); only those the KB never mentions are used.
 SWAP_WORDS = (
-    "游泳馆", "直升机", "高尔夫", "托儿所", "理发店", "潜水", "滑雪场", "钢琴课", "宠物医院",
-    "彩票", "露营", "演唱会", "瑜伽课", "珠宝", "游艇", "马术", "电竞", "温泉",
+    "游泳馆",
+    "直升机",
+    "高尔夫",
+    "托儿所",
+    "理发店",
+    "潜水",
+    "滑雪场",
+    "钢琴课",
+    "宠物医院",
+    "彩票",
+    "露营",
+    "演唱会",
+    "瑜伽课",
+    "珠宝",
+    "游艇",
+    "马术",
+    "电竞",
+    "温泉",
 )
 PROBES = 48
 # Questions no company knowledge base should answer. They are the negatives of every

@@ -10,10 +10,18 @@ from kbqa.script import to_simplified
 # What a question asks for, by its question word; checked in this order (几点 is a time, not a
 # number). English patterns serve English questions on any KB.
 _TYPES = (
-    ("time", re.compile(r"什么时候|何时|几点|哪天|几月|几号|哪一年|哪年|几时|\bwhen\b|what time", re.I)),
+    (
+        "time",
+        re.compile(r"什么时候|何时|几点|哪天|几月|几号|哪一年|哪年|几时|\bwhen\b|what time", re.I),
+    ),
     ("place", re.compile(r"哪里|哪儿|在哪|什么地方|地址|地点|\bwhere\b", re.I)),
     ("person", re.compile(r"谁|哪位|\bwho\b", re.I)),
-    ("number", re.compile(r"多少|几|多久|多长|多大|多高|多远|多快|比例|\bhow (many|much|long|fast|old)\b", re.I)),
+    (
+        "number",
+        re.compile(
+            r"多少|几|多久|多长|多大|多高|多远|多快|比例|\bhow (many|much|long|fast|old)\b", re.I
+        ),
+    ),
 )
 _HAS = {
     "number": re.compile(r"\d|[一二两三四五六七八九十百千万半]"),
