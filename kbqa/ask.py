@@ -147,7 +147,8 @@ class Asker:
             return None
         from kbqa.faq import best_match
 
-        match = best_match(question, found.query_vector, found.hits, self.embedder)
+        idf = self.kb.indexes.lexical.idf
+        match = best_match(question, found.query_vector, found.hits, self.embedder, idf)
         return match if match and match.similarity >= self.config.faq_min_similarity else None
 
     def _extract(self, question: str, hits: list[Hit], found, focus: str = "") -> str:

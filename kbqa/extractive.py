@@ -101,18 +101,26 @@ def extract(
     # A condensed follow-up (经理，普通员工…住宿标准是多少): its own words pick the row.
     f_tokens = set(tokenize(focus))
     scored: list[tuple[float, int, int, str]] = []
+    plain_q = _plain(question)
     for n, hit in enumerate(hits, start=1):
+        before: set[str] = set()
         for pos, sent in enumerate(units(answer_text(hit))):
             s_tokens = set(tokenize(sent))
             lexical = sum(weight[t] for t in q_tokens & s_tokens) / total
+            # A clause leans on the one before it (迟到…不做处理。超过3次的，扣…): the words it
+            # leaves out count at half weight from there.
+            context = 0.5 * sum(weight[t] for t in (q_tokens & before) - s_tokens) / total
             chars = len(q_chars & set(to_simplified(sent))) / (len(q_chars) or 1)
             # The sentence that holds what was asked for (a number for 几天) beats one that
-            # only repeats the question's words.
+            # only repeats the question's words; so does one quoting a phrase of it (超过3次).
             fits = 0.25 if kind and has_type(kind, sent) else 0.0
-            score = lexical + 0.3 * chars + fits + 0.1 / n
+            phrase = _common_run(plain_q, _plain(sent))
+            score = lexical + context + 0.3 * chars + fits + 0.1 / n
+            score += min(0.4, 0.1 * max(0, phrase - 2)) - 0.3 * _opposite(question, sent)
             if f_tokens & s_tokens:
                 score += 0.5
             scored.append((score, n, pos, sent))
+            before = s_tokens
     if not scored:
         return ""
     scored.sort(key=lambda s: -s[0])
@@ -134,6 +142,40 @@ def extract(
         picked.append((text, n))
         used += len(text)
     return "".join(f"{text}[{n}]" for text, n in picked)
+
+
+_OVER = re.compile(r"(?<!不)超过|以上|多于|大于|满")
+_UNDER = re.compile(r"以内|以下|不超过|不满|少于|未满|不到")
+
+
+def _opposite(question: str, sentence: str) -> bool:
+    """The sentence rules on the other side of the question's limit (超过3次 vs 3次以内).
+
+    >>> _opposite("迟到超过3次怎么处理", "累计3次以内的，不做处理。")
+    True
+    """
+    q_over, q_under = bool(_OVER.search(question)), bool(_UNDER.search(question))
+    s_over, s_under = bool(_OVER.search(sentence)), bool(_UNDER.search(sentence))
+    return (q_over and not q_under and s_under and not s_over) or (
+        q_under and not q_over and s_over and not s_under
+    )
+
+
+def _plain(text: str) -> str:
+    return "".join(c for c in to_simplified(text).lower() if c.isalnum())
+
+
+def _common_run(a: str, b: str) -> int:
+    """Length of the longest run of characters ``a`` and ``b`` share.
+
+    >>> _common_run("迟到超过3次怎么处理", "超过3次的每次扣1分")
+    4
+    """
+    from difflib import SequenceMatcher
+
+    if not a or not b:
+        return 0
+    return SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b)).size
 
 
 def extract_dense(question_vector, hits: Sequence[Hit], embed: Callable, pool: int = 3) -> str:
