@@ -207,7 +207,10 @@ class LexicalIndex:
         A question about the KB shares its rare words with the passage that answers it; an
         off-topic one shares at most common words, whatever its embedding says.
         """
-        weights = {t: self.idf(t) for t in set(tokenize(query))}
+        from kbqa.signals import is_question_word
+
+        # 几天 / 多少钱 ask for the fact; the passage that answers says 5天, not 几天.
+        weights = {t: self.idf(t) for t in set(tokenize(query)) if not is_question_word(t)}
         total = sum(weights.values())
         if total <= 0:
             return 0.0

@@ -33,6 +33,14 @@ _HAS = {
     "person": re.compile(r"[部组处]|经理|主管|负责人|总监|本人|员工"),
 }
 _ASKS = re.compile(r"[几哪谁啥]|多少|什么|怎么|怎样|如何|多久|多长|\d")  # question words, numbers
+_QUESTION_WORD = re.compile(r"[几哪谁啥]|多少|什么|怎么|怎样|如何|多久|多长|多大")
+
+
+def is_question_word(token: str) -> bool:
+    """几天, 多少钱, 怎么样: what the question asks with, never found in the answer's text."""
+    return bool(_QUESTION_WORD.search(token))
+
+
 _HAN = re.compile(r"[\u4e00-\u9fff]")
 
 
