@@ -134,7 +134,8 @@ def foreign(question: str, tokens: list[str], known: Callable[[str], bool], kb_h
     An English question on a Chinese KB (or the reverse): only the multilingual embedding can
     match it, so lexical coverage and unknown terms must not count against it.
     """
-    words = content_tokens(tokens)
+    # jieba cuts scripts it has no dictionary for (Hangul, kana) into single characters
+    words = content_tokens(tokens) or [t for t in dict.fromkeys(tokens) if not t.isdigit()]
     if not words or any(known(t) for t in words):
         return False
     # A Han question with no known word on a Han KB is off-topic, not foreign.

@@ -73,3 +73,27 @@ def test_ask_searches_the_standalone_question_and_answers_the_follow_up(tmp_path
     assert "650" in a.answer and a.question == "那经理呢？"
     many = asker.ask("那经理呢？", history=history * 100)
     assert any("turns" in n for n in a.debug.get("notices", []) + many.debug["notices"])
+
+
+def test_every_edge_condenses_the_follow_up_with_its_history(tmp_path):
+    from tests.api_fixtures import client_for
+
+    e = HashEmbedder()
+    home = tmp_path / "home"
+    build_kb(home, "demo", e, {"travel.md": TRAVEL, "leave.md": LEAVE, "hotel.md": TABLE})
+    first = "普通员工一线城市住宿标准是多少？"
+    with client_for(home, e, refusal_threshold=-1.0) as c:
+        body = {"question": "那经理呢？", "history": [[first, "450"]], "debug": True}
+        r = c.post("/v1/kbs/demo/ask", json=body).json()
+        assert r["debug"]["standalone_question"].startswith("经理") and "650" in r["answer"]
+        messages = [
+            {"role": "user", "content": first},
+            {"role": "assistant", "content": "450"},
+            {"role": "user", "content": "那经理呢？"},
+        ]
+        r = c.post("/v1/chat/completions", json={"model": "kbqa/demo", "messages": messages})
+        assert "650" in r.json()["choices"][0]["message"]["content"]
+        r = c.post("/", json={"prompt": "那经理呢？", "history": [[first, "450"]]})
+        assert "650" in r.json()["response"]
+        alone = c.post("/v1/kbs/demo/ask", json={"question": "那经理呢？", "debug": True}).json()
+        assert alone["debug"]["standalone_question"] == "那经理呢？"  # no history: as asked

@@ -53,3 +53,24 @@ def test_traditional_script_is_folded_for_the_lexical_index():
 
 def test_the_refusal_override_is_kept():
     assert AskConfig(refusal_threshold=0.95).refusal_threshold == 0.95
+
+
+def test_a_question_in_a_language_the_kb_lacks_is_judged_by_the_embedding_alone(tmp_path):
+    import numpy as np
+
+    from kbqa.ask import Asker
+    from kbqa.prompt import load_prompts
+    from kbqa.retrieve import FOREIGN_SHIFT, Retrieval
+    from kbqa.types import Hit
+    from tests.api_fixtures import LEAVE, TRAVEL, build_kb
+    from tests.fakes import HashEmbedder
+
+    hit = Hit(1, 1, "a.md", "年假5天。", 0.8)
+    r = Retrieval([hit], np.zeros(3, np.float32), coverage=0.0, unknown=1.0, foreign=True)
+    assert r.relevance == 0.8 + FOREIGN_SHIFT  # no lexical penalty for another language
+    e = HashEmbedder()
+    kb = build_kb(tmp_path / "home", "demo", e, {"leave.md": LEAVE, "travel.md": TRAVEL})
+    asker = Asker(kb, e, None, load_prompts(), AskConfig(refusal_threshold=-1.0))
+    for q in ("연차 휴가는 며칠입니까?", "How many days of annual leave?"):
+        a = asker.ask(q, debug=True)
+        assert a.debug["cross_lingual"] and not a.refused and a.answer.endswith("]")
