@@ -192,7 +192,11 @@ class KnowledgeBase:
         return out
 
     def search(self, query: str, top_k: int, embedder: Embedder) -> list[Hit]:
-        """Dense search: the ``top_k`` chunks most similar to ``query`` (cosine, best first)."""
+        """Dense search: the ``top_k`` chunks most similar to ``query`` (cosine, best first).
+
+        A store-level check only: every serving path (CLI and REST search, ask, eval, LangChain)
+        goes through kbqa.retrieve.Retriever (dense + lexical, fused).
+        """
         if not query or not query.strip():
             raise BadInput("the query is empty: give a question or keywords")
         if top_k < 1:
