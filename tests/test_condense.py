@@ -97,3 +97,18 @@ def test_every_edge_condenses_the_follow_up_with_its_history(tmp_path):
         assert "650" in r.json()["response"]
         alone = c.post("/v1/kbs/demo/ask", json={"question": "那经理呢？", "debug": True}).json()
         assert alone["debug"]["standalone_question"] == "那经理呢？"  # no history: as asked
+
+
+def test_rest_history_of_100_turns_is_trimmed_with_a_notice_and_bad_turns_are_cleaned(tmp_path):
+    from tests.api_fixtures import client_for
+
+    e = HashEmbedder()
+    home = tmp_path / "home"
+    build_kb(home, "demo", e, {"travel.md": TRAVEL, "leave.md": LEAVE})
+    turns = [["", ""], ["长" * 5000, "答"]] + [[f"问题{i}", f"答{i}"] for i in range(98)]
+    with client_for(home, e, refusal_threshold=-1.0) as c:
+        r = c.post("/v1/kbs/demo/ask", json={"question": "年假有几天？", "history": turns})
+        assert r.status_code == 200, r.text
+        assert any("100 turns" in n or "99 turns" in n for n in r.json()["debug"]["notices"])
+        r = c.post("/", json={"prompt": "年假有几天？", "history": turns})
+        assert r.status_code == 200 and r.json()["response"]
