@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from kbqa.condense import clean_history, condense
 from kbqa.config import AskConfig
 from kbqa.errors import BadInput
 from kbqa.prompt import Prompts, pack_prompt
@@ -85,19 +86,22 @@ class Asker:
         k = top_k if top_k is not None else self.config.retrieve.top_k
         if k < 1:
             raise BadInput(f"top_k must be at least 1, got {k}")
-        found = self.retriever.retrieve(question, max(k, FAQ_POOL))
+        history, trimmed = clean_history(history)
+        notices += trimmed
+        # What is searched: a follow-up (那经理呢？) made standalone with the earlier turns.
+        standalone = condense(question, history, self.generator, self.prompts.condense)
+        found = self.retriever.retrieve(standalone, max(k, FAQ_POOL))
         threshold, origin = self.threshold()
         timings = dict(found.timings)
         timings["retrieve_ms"] = _ms(time.perf_counter() - started)
         info: dict[str, Any] = {
-            "best_cosine": round(found.best_cosine, 4),
-            "coverage": round(found.coverage, 4),
-            "relevance": round(found.relevance, 4),
+            "standalone_question": standalone,
+            **found.signals(),
             "threshold": threshold,
             "threshold_from": origin,
         }
         t_gen = time.perf_counter()
-        faq = self._faq(question, found)
+        faq = self._faq(standalone, found)
         hits = found.hits[:k]
         if faq is not None:
             info["faq_similarity"] = faq.similarity
@@ -113,7 +117,9 @@ class Asker:
             text = self.prompts.refusal
             yield "token", text
         elif mode == "extractive":
-            text = self._extract(question, hits)
+            text = self._extract(
+                standalone, hits, found, focus=question if standalone != question else ""
+            )
             yield "token", text
         elif mode == "generative":
             pieces = []
@@ -148,16 +154,20 @@ class Asker:
             return None
         from kbqa.faq import best_match
 
-        match = best_match(question, found.query_vector, found.hits, self.embedder)
+        idf = self.kb.indexes.lexical.idf
+        match = best_match(question, found.query_vector, found.hits, self.embedder, idf)
         return match if match and match.similarity >= self.config.faq_min_similarity else None
 
-    def _extract(self, question: str, hits: list[Hit]) -> str:
-        from kbqa.extractive import extract
+    def _extract(self, question: str, hits: list[Hit], found, focus: str = "") -> str:
+        from kbqa.extractive import extract, extract_dense
 
+        if found.foreign:
+            text = extract_dense(found.query_vector, hits, self.embedder.embed_passages)
+            return text or self.prompts.refusal
         lexical = self.kb.indexes.lexical
         return extract(
             question, hits, idf=lexical.idf, max_sentences=self.config.answer_sentences,
-            max_chars=self.config.max_answer_chars,
+            max_chars=self.config.max_answer_chars, focus=focus,
         ) or self.prompts.refusal  # fmt: skip
 
     def _generate(self, question, hits, history, info, debug, incremental) -> Iterator[str]:

@@ -159,10 +159,15 @@ def search(
     as_json: JsonOpt = False,
 ) -> None:
     """Print the passages of a knowledge base that best match a query."""
+    from kbqa.retrieve import Retriever
+
     kb_obj = open_kb(kb)
-    k = top_k or settings().top_k
+    s = settings()
+    k = top_k or s.top_k
     spec = kb_obj.manifest.embedding_spec
-    hits = kb_obj.search(query, k, announced(embedder_for(spec), spec, as_json))
+    # The Retriever REST search, ask, eval and LangChain use: CLI and REST give the same hits.
+    retriever = Retriever(kb_obj, announced(embedder_for(spec), spec, as_json), s.retrieve_config())
+    hits = retriever.search(query, k)
     if as_json:
         emit({"query": query, "hits": [h.to_dict() for h in hits]})
         return

@@ -6,10 +6,12 @@ import re
 from collections.abc import Callable, Sequence
 
 from kbqa.lexical import tokenize
+from kbqa.script import to_simplified
 from kbqa.types import Hit
 
+SHORT_CHARS = 80
 _SENTENCE = re.compile(r"[^。！？；!?;\n]+[。！？；!?;]?")
-_TRIM = "，,、：: \t*"
+_TRIM = "，,、：: \t*#"
 _QUESTION_LINE = re.compile(r"^\s*(?:问|问题|Q)\s*[:：].*$|^\s*(?:答|回答|A)\s*[:：]", re.M | re.I)
 
 
@@ -20,6 +22,51 @@ def sentences(text: str) -> list[str]:
     ['年假5天。', '病假另计！', '见附表']
     """
     return [s.strip(_TRIM) for s in _SENTENCE.findall(text) if len(s.strip(_TRIM)) >= 2]
+
+
+_TABLE_SEP = re.compile(r"^\|?\s*:?-{3,}")
+_LIST_MARK = re.compile(r"^\s*(?:\d{1,2}[.、)）]|[（(]\d{1,2}[)）]|[-*•·])\s*")
+_MARKUP = re.compile(r"\*\*|__|`|^#+\s*")
+_HEADING = re.compile(
+    r"^\s*(?:#{1,6}\s|第[一二三四五六七八九十百\d]+[条章节部分]|[一二三四五六七八九十]+[、.]|\d+(?:\.\d+)*\s)"
+)
+_CELL_PAIR = re.compile(r"^[^:：;；]{1,20}[:：]\s*[^;；]*$")
+
+
+def units(text: str) -> list[str]:
+    """Answer candidates of a passage: sentences and clauses, table rows whole, no headings.
+
+    A table row becomes ``列名：值`` pairs under its header; list markers and markdown go;
+    a heading (第二条 工作时间, ## 二、住宿标准) is context, never an answer.
+
+    >>> units("## 住宿\\n| 级别 | 标准 |\\n| --- | --- |\\n| 经理 | 650 |\\n- 餐补每天100元。")
+    ['级别：经理；标准：650', '餐补每天100元。']
+    """
+    out: list[str] = []
+    header: list[str] | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or _TABLE_SEP.match(line):
+            continue
+        if "|" in line:
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if header is None or len(cells) != len(header):
+                header = cells  # the first row of a table names its columns
+                continue
+            out.append("；".join(f"{h}：{c}" for h, c in zip(header, cells, strict=True) if c))
+            continue
+        header = None
+        parts = [p.strip() for p in re.split(r"[;；]\s*", line) if p.strip()]
+        if len(parts) > 1 and all(_CELL_PAIR.match(p) for p in parts):
+            # A spreadsheet row (列名: 值; 列名: 值): one answer, with every column
+            out.append("；".join(re.sub(r"\s*[:：]\s*", "：", p, count=1) for p in parts))
+            continue
+        is_heading = _HEADING.match(line) and not re.search(r"[。！？；，,]", line)
+        if is_heading or (len(line) <= 12 and not re.search(r"[。！？；，,\d]", line)):
+            continue
+        line = _MARKUP.sub("", _LIST_MARK.sub("", line))
+        out += sentences(line)
+    return out
 
 
 def answer_text(hit: Hit) -> str:
@@ -36,6 +83,7 @@ def extract(
     idf: Callable[[str], float] | None = None,
     max_sentences: int = 3,
     max_chars: int = 200,
+    focus: str = "",
 ) -> str:
     """A short answer built from the best sentences, each followed by its source marker [n].
 
@@ -43,25 +91,47 @@ def extract(
     overlap, which catches what jieba splits differently), with a small bonus for higher-ranked
     hits. Sentences within half the best score are kept, best first, up to the limits.
     """
+    from kbqa.signals import answer_type, has_type
+
+    kind = answer_type(question)
     q_tokens = set(tokenize(question))
     weight = {t: (idf(t) if idf else 1.0) for t in q_tokens}
     total = sum(weight.values()) or 1.0
     q_chars = {c for c in question if c.isalnum()}
+    # A condensed follow-up (经理，普通员工…住宿标准是多少): its own words pick the row.
+    f_tokens = set(tokenize(focus))
     scored: list[tuple[float, int, int, str]] = []
+    plain_q = _plain(question)
     for n, hit in enumerate(hits, start=1):
-        for pos, sent in enumerate(sentences(answer_text(hit))):
+        before: set[str] = set()
+        for pos, sent in enumerate(units(answer_text(hit))):
             s_tokens = set(tokenize(sent))
             lexical = sum(weight[t] for t in q_tokens & s_tokens) / total
-            chars = len(q_chars & set(sent)) / (len(q_chars) or 1)
-            score = lexical + 0.3 * chars + 0.1 / n
+            # A clause leans on the one before it (迟到…不做处理。超过3次的，扣…): the words it
+            # leaves out count at half weight from there.
+            context = 0.5 * sum(weight[t] for t in (q_tokens & before) - s_tokens) / total
+            chars = len(q_chars & set(to_simplified(sent))) / (len(q_chars) or 1)
+            # The sentence that holds what was asked for (a number for 几天) beats one that
+            # only repeats the question's words; so does one quoting a phrase of it (超过3次).
+            fits = 0.25 if kind and has_type(kind, sent) else 0.0
+            phrase = _common_run(plain_q, _plain(sent))
+            score = lexical + context + 0.3 * chars + fits + 0.1 / n
+            score += min(0.4, 0.1 * max(0, phrase - 2)) - 0.3 * _opposite(question, sent)
+            if f_tokens & s_tokens:
+                score += 0.5
             scored.append((score, n, pos, sent))
+            before = s_tokens
     if not scored:
         return ""
     scored.sort(key=lambda s: -s[0])
     best = scored[0][0]
     picked, used = [], 0
     for score, n, _, sent in scored:
-        if len(picked) >= max_sentences or score < 0.5 * best:
+        # A short answer: the best sentence, and a second only when it is nearly as good and
+        # both fit in a glance (SHORT_CHARS).
+        if len(picked) >= max_sentences or score < 0.9 * best:
+            break
+        if picked and used + len(sent) > SHORT_CHARS:
             break
         room = max_chars - used
         if room < 8:
@@ -72,3 +142,52 @@ def extract(
         picked.append((text, n))
         used += len(text)
     return "".join(f"{text}[{n}]" for text, n in picked)
+
+
+_OVER = re.compile(r"(?<!不)超过|以上|多于|大于|满")
+_UNDER = re.compile(r"以内|以下|不超过|不满|少于|未满|不到")
+
+
+def _opposite(question: str, sentence: str) -> bool:
+    """The sentence rules on the other side of the question's limit (超过3次 vs 3次以内).
+
+    >>> _opposite("迟到超过3次怎么处理", "累计3次以内的，不做处理。")
+    True
+    """
+    q_over, q_under = bool(_OVER.search(question)), bool(_UNDER.search(question))
+    s_over, s_under = bool(_OVER.search(sentence)), bool(_UNDER.search(sentence))
+    return (q_over and not q_under and s_under and not s_over) or (
+        q_under and not q_over and s_over and not s_under
+    )
+
+
+def _plain(text: str) -> str:
+    return "".join(c for c in to_simplified(text).lower() if c.isalnum())
+
+
+def _common_run(a: str, b: str) -> int:
+    """Length of the longest run of characters ``a`` and ``b`` share.
+
+    >>> _common_run("迟到超过3次怎么处理", "超过3次的每次扣1分")
+    4
+    """
+    from difflib import SequenceMatcher
+
+    if not a or not b:
+        return 0
+    return SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b)).size
+
+
+def extract_dense(question_vector, hits: Sequence[Hit], embed: Callable, pool: int = 3) -> str:
+    """The unit of the first hits closest to the question in embedding space, with its [n].
+
+    For a question in another language than the KB (English on Chinese): no word is shared, so
+    only the multilingual embedding can tell which sentence answers it.
+    """
+    cands = [(n, u) for n, h in enumerate(hits[:pool], start=1) for u in units(answer_text(h))]
+    if not cands:
+        return ""
+    vectors = embed([u for _, u in cands])
+    best = int((vectors @ question_vector).argmax())
+    n, unit = cands[best]
+    return f"{unit}[{n}]"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -58,21 +59,44 @@ def overlap(a: str, b: str) -> float:
     return 2 * len(ga & gb) / (len(ga) + len(gb))
 
 
+def term_overlap(a: str, b: str, idf: Callable[[str], float]) -> float:
+    """IDF-weighted Dice of the two questions' jieba tokens (0 to 1).
+
+    Catches paraphrases that share the rare words in other characters around them:
+    报销需要多久到账 / 报销多久能到账 share 报销, 多久, 到账 (bigram Dice only 0.46).
+    """
+    from kbqa.lexical import tokenize
+
+    ta, tb = set(tokenize(a)), set(tokenize(b))
+    total = sum(idf(t) for t in ta) + sum(idf(t) for t in tb)
+    return 2 * sum(idf(t) for t in ta & tb) / total if total > 0 else 0.0
+
+
 def best_match(
-    question: str, query_vector: np.ndarray, hits: list[Hit], embedder: Embedder
+    question: str,
+    query_vector: np.ndarray,
+    hits: list[Hit],
+    embedder: Embedder,
+    idf: Callable[[str], float] | None = None,
 ) -> FaqMatch | None:
-    """The stored question most like ``question``: mean of bigram Dice and embedding cosine.
+    """The stored question most like ``question``: mean of word overlap and embedding cosine.
 
     Both halves must agree for a high score: a paraphrase scores high on cosine and fair on
-    Dice, a different question on the same topic (婚假 vs 年假) fair on cosine, low on Dice.
+    overlap, a different question on the same topic (婚假 vs 年假) fair on cosine, low on
+    overlap. Overlap is the better of character-bigram Dice and IDF-weighted term Dice.
     """
     pairs = [(q, a, h) for h in hits for q, a in qa_pairs(h)]
     if not pairs:
         return None
     vecs = embedder.embed_queries([q for q, _, _ in pairs])
     cos = vecs @ np.asarray(query_vector, np.float32)
+
+    def words(q: str) -> float:
+        dice = overlap(question, q)
+        return max(dice, term_overlap(question, q, idf)) if idf is not None else dice
+
     scored = [
-        FaqMatch(q, a, h, round(0.5 * overlap(question, q) + 0.5 * float(c), 4))
+        FaqMatch(q, a, h, round(0.5 * words(q) + 0.5 * float(c), 4))
         for (q, a, h), c in zip(pairs, cos, strict=True)
     ]
     return max(scored, key=lambda m: m.similarity)

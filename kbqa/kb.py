@@ -199,7 +199,11 @@ class KnowledgeBase:
         return out
 
     def search(self, query: str, top_k: int, embedder: Embedder) -> list[Hit]:
-        """Dense search: the ``top_k`` chunks most similar to ``query`` (cosine, best first)."""
+        """Dense search: the ``top_k`` chunks most similar to ``query`` (cosine, best first).
+
+        A store-level check only: every serving path (CLI and REST search, ask, eval, LangChain)
+        goes through kbqa.retrieve.Retriever (dense + lexical, fused).
+        """
         if not query or not query.strip():
             raise BadInput("the query is empty: give a question or keywords")
         if top_k < 1:
@@ -246,13 +250,20 @@ class KnowledgeBase:
             self._indexes, self._loaded_generation = indexes, self.store.generation()
             yield indexes
 
-    def _checkpoint(self, indexes: Indexes) -> None:
+    def _checkpoint(self, indexes: Indexes, embedder: Embedder | None = None) -> None:
         # Indexes first, manifest last: the manifest's generation is the commit point, so a
         # crash in between is seen as stale indexes and repaired, never trusted.
         indexes.save(self.folder)
+        self._indexes, self._loaded_generation = indexes, self.store.generation()
         self.manifest.dense_index = indexes.dense.kind
         self.manifest.generation = self.store.generation()
         self.manifest.counts = self.store.counts()
+        if embedder is not None:
+            # The refusal threshold is fitted here, by the one writer, under its lock: readers
+            # only read it (kbqa.refusal.threshold_for).
+            from kbqa.refusal import EXTRA_KEY, fit_at_checkpoint
+
+            self.manifest.extra[EXTRA_KEY] = fit_at_checkpoint(self, embedder)
         self.manifest.save(self.folder)
 
     def ingest(
@@ -292,7 +303,7 @@ class KnowledgeBase:
                     self._checkpoint(indexes)
                 raise
             if batch.changed:
-                self._checkpoint(indexes)
+                self._checkpoint(indexes, embedder)
         report.seconds = time.monotonic() - started
         return report
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from kbqa.script import to_simplified
 from kbqa.store.atomic import atomic_write
 
 FILE_NAME = "lexical.npz"
-FORMAT = 1
+FORMAT = 2  # 2: Traditional folded to Simplified before jieba
 _WORD = re.compile(r"\w", re.UNICODE)
 # Particles and question words carry no topic; dropping them keeps BM25 from matching on them.
 STOPWORDS = frozenset(
@@ -29,6 +30,8 @@ _jieba_ready = False
 def tokenize(text: str) -> list[str]:
     """jieba search-mode tokens, lower-cased, without punctuation and stopwords.
 
+    Traditional script is folded to Simplified first: jieba's dictionary is Simplified, and a
+    question in either script must find a document in the other (台北辦公室 = 台北办公室).
     Example: ``tokenize("年假有几天？")`` -> ``["年", "假", "几天"]``.
     """
     global _jieba_ready
@@ -40,7 +43,7 @@ def tokenize(text: str) -> list[str]:
             jieba.initialize()
             _jieba_ready = True
     out = []
-    for tok in jieba.cut_for_search(text.lower()):
+    for tok in jieba.cut_for_search(to_simplified(text).lower()):
         tok = tok.strip()
         if tok and tok not in STOPWORDS and _WORD.search(tok):
             out.append(tok)
@@ -186,17 +189,33 @@ class LexicalIndex:
         df = 0 if tid is None else int(self.alive[self._postings(tid)[0]].sum())
         return float(np.log(1.0 + (n - df + 0.5) / (df + 0.5)))
 
+    def known(self, token: str) -> bool:
+        """Whether any chunk ever indexed holds ``token`` (removed ones count until compaction)."""
+        return token in self.vocab
+
+    def mostly_han(self) -> bool:
+        """Whether the KB's vocabulary is mostly Chinese (cached per vocabulary size)."""
+        from kbqa.signals import mostly_han
+
+        if getattr(self, "_han", (None, -1))[1] != len(self.vocab):
+            self._han = (mostly_han(self.vocab), len(self.vocab))
+        return self._han[0]
+
     def coverage(self, query: str, text: str) -> float:
         """Share of the query's IDF weight whose tokens occur in ``text`` (0 to 1).
 
         A question about the KB shares its rare words with the passage that answers it; an
         off-topic one shares at most common words, whatever its embedding says.
         """
-        weights = {t: self.idf(t) for t in set(tokenize(query))}
+        from kbqa.signals import is_question_word
+
+        # 几天 / 多少钱 ask for the fact; the passage that answers says 5天, not 几天.
+        weights = {t: self.idf(t) for t in set(tokenize(query)) if not is_question_word(t)}
         total = sum(weights.values())
         if total <= 0:
             return 0.0
-        return sum(w for t, w in weights.items() if t in text.lower()) / total
+        text = to_simplified(text).lower()
+        return sum(w for t, w in weights.items() if t in text) / total
 
     # -- persistence --------------------------------------------------------------------------
 

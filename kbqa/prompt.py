@@ -14,6 +14,7 @@ History = Sequence[tuple[str, str]]
 
 QA_FILE = "knowledge_qa.txt"
 REFUSAL_FILE = "refusal.txt"
+CONDENSE_FILE = "condense.txt"
 QA_PLACEHOLDERS = ("context", "question")
 
 # Used when the package is installed without the repository's prompts/ folder beside it;
@@ -28,6 +29,7 @@ _REPO_PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
 class Prompts:
     qa: str
     refusal: str
+    condense: str = ""  # follow-up rewrite for an LLM ({history}, {question}); "" : rules only
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,11 @@ def load_prompts(folder: Path | None = None) -> Prompts:
     refusal = load_template(folder / REFUSAL_FILE, ()).strip()
     if not refusal:
         raise BadInput(f"prompt file {folder / REFUSAL_FILE} is empty; write the refusal text")
-    return Prompts(qa=qa, refusal=refusal)
+    condense_file = folder / CONDENSE_FILE
+    condense = (
+        load_template(condense_file, ("history", "question")) if condense_file.is_file() else ""
+    )
+    return Prompts(qa=qa, refusal=refusal, condense=condense)
 
 
 def format_context(hits: Sequence[Hit]) -> str:

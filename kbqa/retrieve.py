@@ -18,6 +18,13 @@ if TYPE_CHECKING:
 
 
 COVERAGE_WEIGHT = 0.1
+# Weights of the refusal signals, fitted on the fit half of benchmarks/data/devcorp (never on
+# its report half); docs/benchmarks.md has the method and the rates.
+UNKNOWN_WEIGHT = 0.05  # x share of the question's rare words the KB never mentions
+TYPE_PENALTY = 0.03  # a 多少/几点/哪里 question whose passages hold no number/time/place
+FOREIGN_SHIFT = 0.1  # cross-lingual cosines run lower: an English question on a Chinese KB
+RELEVANCE_POOL = 8  # relevance reads this many fused hits whatever top_k is (calibration too)
+SIGNAL_HITS = 3  # coverage, unknown terms and answer type look at the first hits only
 
 
 @dataclass
@@ -27,22 +34,48 @@ class Retrieval:
     hits: list[Hit]
     query_vector: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
-    coverage: float = 0.0  # share of the query's IDF weight found in the first hit
+    coverage: float = 0.0  # share of the query's IDF weight found in one of the first hits
+    unknown: float = 0.0  # share of its rare words the KB never mentions
+    type_ok: bool = True  # the first hits hold what the question word asks for
+    foreign: bool = False  # no word of the question is in the KB (another language)
+    pool_cosine: float | None = None  # best cosine of the RELEVANCE_POOL first hits
 
     @property
     def best_cosine(self) -> float:
-        """The highest dense cosine among the hits (-1 when there are none)."""
+        """The highest dense cosine of the relevance pool (-1 when there are no hits)."""
+        if self.pool_cosine is not None:
+            return self.pool_cosine
         return max((h.score for h in self.hits), default=-1.0)
 
     @property
     def relevance(self) -> float:
-        """What refusal thresholds: best cosine plus a small lexical-coverage bonus.
+        """What refusal thresholds: best cosine, lifted by coverage, lowered by missing facts.
 
         On CMRC, e5-small gives real and off-topic questions nearly the same cosines (their
         10th/90th percentiles overlap), while coverage separates them; 0.1 was the weight that
-        met both refusal goals there (docs/benchmarks.md).
+        met both refusal goals there. Near-domain questions (公司有健身房吗 on an HR corpus)
+        share the topic and cosine of answerable ones: what gives them away is a rare word the
+        KB never mentions, or a 多少/几点 question whose passages hold no number or time.
         """
-        return self.best_cosine + COVERAGE_WEIGHT * self.coverage
+        if self.foreign:
+            return self.best_cosine + FOREIGN_SHIFT
+        return (
+            self.best_cosine
+            + COVERAGE_WEIGHT * self.coverage
+            - UNKNOWN_WEIGHT * self.unknown
+            - (0.0 if self.type_ok else TYPE_PENALTY)
+        )
+
+    def signals(self) -> dict[str, float | bool]:
+        """The parts of ``relevance``, for ``--debug``."""
+        return {
+            "best_cosine": round(self.best_cosine, 4),
+            "coverage": round(self.coverage, 4),
+            "unknown_terms": round(self.unknown, 4),
+            "answer_type_found": self.type_ok,
+            "cross_lingual": self.foreign,
+            "relevance": round(self.relevance, 4),
+        }
 
 
 def rrf(rankings: list[tuple[np.ndarray, float]], k: float) -> dict[int, float]:
@@ -110,7 +143,8 @@ class Retriever:
             [(dense_ids, self.config.dense_weight), (lex_ids, self.config.lexical_weight)],
             self.config.rrf_k,
         )
-        order = sorted(fused, key=fused.__getitem__, reverse=True)[: k * 2 + 2]
+        pool = max(k, RELEVANCE_POOL)
+        order = sorted(fused, key=fused.__getitem__, reverse=True)[: pool * 2 + 2]
         cosine = dict(zip(dense_ids.tolist(), dense_cos.tolist(), strict=True))
         missing = [c for c in order if c not in cosine]
         if missing:
@@ -121,8 +155,25 @@ class Retriever:
         if self.config.merge_overlaps:
             hits = merge_adjacent(hits)
         timings["fuse_ms"] = _ms(time.perf_counter() - t3)
-        coverage = indexes.lexical.coverage(query, hits[0].text) if hits else 0.0
-        return Retrieval(hits[:k], qv[0], timings, coverage)
+        found = Retrieval(hits[:k], qv[0], timings)
+        if hits:
+            _signals(found, query, hits[:RELEVANCE_POOL], indexes.lexical)
+        return found
+
+
+def _signals(found: Retrieval, query: str, pool: list[Hit], lexical) -> None:
+    """Fill in what ``Retrieval.relevance`` weighs, from the first hits of the fused order."""
+    from kbqa.lexical import tokenize
+    from kbqa.signals import answer_type, foreign, has_type, unknown_share
+
+    first = [h.text for h in pool[:SIGNAL_HITS]]
+    tokens = tokenize(query)
+    found.pool_cosine = max(h.score for h in pool)
+    found.coverage = max(lexical.coverage(query, t) for t in first)
+    found.unknown = unknown_share(query, lexical.known, lexical.idf, first)
+    kind = answer_type(query)
+    found.type_ok = any(has_type(kind, t) for t in first)
+    found.foreign = foreign(query, tokens, lexical.known, lexical.mostly_han())
 
 
 def merge_adjacent(hits: list[Hit]) -> list[Hit]:

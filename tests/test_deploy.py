@@ -41,7 +41,11 @@ def server(tmp_path: Path) -> Iterator[str]:
     kb = KnowledgeBase.open_or_create(tmp_path / "home", "demo", embedder, "test", SplitConfig())
     kb.ingest([docs], embedder, IngestConfig())
     app = create_app(
-        Settings(home=tmp_path / "home"), embedder=embedder, generator=None, keys=KeyRing({})
+        # HashEmbedder cosines are not e5's: a calibrated threshold would refuse (as in test_api_ask)
+        Settings(home=tmp_path / "home", refusal_threshold=-1.0),
+        embedder=embedder,
+        generator=None,
+        keys=KeyRing({}),
     )
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

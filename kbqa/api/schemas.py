@@ -37,7 +37,8 @@ class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(min_length=1, max_length=4000)
     top_k: int | None = TopK
-    history: list[Turn] = Field(default=[], max_length=50)
+    # Up to 200 turns accepted; kbqa.condense keeps the last 20 and says so in debug.notices.
+    history: list[Turn] = Field(default=[], max_length=200)
     stream: bool = Field(
         default=False,
         strict=True,
@@ -188,7 +189,7 @@ class GlmRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     prompt: str = Field(min_length=1, max_length=4000)
-    history: list[Turn] | None = Field(default=None, max_length=50)
+    history: list[Turn] | None = Field(default=None, max_length=200)
     max_length: int | None = Field(
         default=None,
         ge=1,

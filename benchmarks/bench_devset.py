@@ -1,0 +1,115 @@
+"""Dev-set benchmark on devcorp (benchmarks/data/): refusal, answer facts, follow-ups, English.
+
+    python benchmarks/bench_devset.py [--split report|fit|all] [--dump FILE.jsonl]
+
+Builds (once, cached under benchmarks/out/devcorp/) a KB of benchmarks/data/devcorp with the
+default e5 embedder and asks every question of the split through kbqa.ask.Asker, extractive
+mode. Goals are measured on the report half; tune only on the fit half.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "benchmarks" / "data"
+OUT = ROOT / "benchmarks" / "out" / "devcorp"
+sys.path.insert(0, str(ROOT))
+
+
+def norm(text: str) -> str:
+    """Spaces out, full-width digits and punctuation folded, Traditional folded to Simplified."""
+    from kbqa.script import to_simplified
+
+    return to_simplified("".join(text.split())).lower().replace("：", ":")
+
+
+def build(folder: Path = DATA / "devcorp", home: Path = OUT, name: str = "devcorp"):
+    from kbqa.config import EmbedConfig, IngestConfig, SplitConfig
+    from kbqa.embed import load_embedder
+    from kbqa.kb import KnowledgeBase
+
+    emb = load_embedder(None, EmbedConfig())
+    kb = KnowledgeBase.open_or_create(home, name, emb, "default", SplitConfig())
+    files = [p for p in folder.iterdir() if p.suffix != ".py" and p.name != "README.md"]
+    kb.ingest(files, emb, IngestConfig())
+    return kb, emb
+
+
+def rows(split: str) -> list[dict]:
+    lines = (DATA / "devcorp_questions.jsonl").read_text(encoding="utf-8").splitlines()
+    out = [json.loads(line) for line in lines if line.strip()]
+    return [r for r in out if split == "all" or r["split"] == split]
+
+
+def run(split: str, dump: Path | None = None, threshold: float | None = None) -> dict:
+    import dataclasses
+
+    from kbqa.ask import Asker
+    from kbqa.config import AskConfig
+    from kbqa.prompt import load_prompts
+
+    kb, emb = build()
+    config = dataclasses.replace(AskConfig(), refusal_threshold=threshold)
+    asker = Asker(kb, emb, None, load_prompts(), config)
+    results = []
+    for row in rows(split):
+        history = []
+        for earlier in row.get("history", []):
+            first = asker.ask(earlier)
+            history.append((earlier, first.answer))
+        answer = asker.ask(row["question"], history=history, debug=True)
+        fact = row.get("fact")
+        ok = (not answer.refused) and fact is not None and norm(fact) in norm(answer.answer)
+        results.append(
+            {
+                **row,
+                "answer": answer.answer,
+                "refused": answer.refused,
+                "mode": answer.mode,
+                "contains_fact": ok,
+                "ms": answer.timings.get("total_ms", 0.0),
+                "debug": {k: v for k, v in (answer.debug or {}).items() if k != "prompt"},
+            }
+        )
+    if dump:
+        with open(dump, "w", encoding="utf-8") as f:
+            for r in results:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return summarize(results)
+
+
+def summarize(results: list[dict]) -> dict:
+    def rate(kind: str, key: str) -> float:
+        sel = [r for r in results if r["kind"] == kind]
+        return round(sum(bool(r[key]) for r in sel) / len(sel), 3) if sel else float("nan")
+
+    answered = [r for r in results if r["kind"] != "unanswerable" and not r["refused"]]
+    return {
+        "questions": len(results),
+        "refusal_of_unanswerable": rate("unanswerable", "refused"),
+        "false_refusal": rate("answerable", "refused"),
+        "answer_contains_fact": rate("answerable", "contains_fact"),
+        "followups_answered": rate("followup", "contains_fact"),
+        "english_answered": rate("english", "contains_fact"),
+        "english_refused": rate("english", "refused"),
+        "median_answer_chars": statistics.median([len(r["answer"]) for r in answered] or [0]),
+        "ask_ms_p50": round(statistics.median([r["ms"] for r in results]), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", default="report", choices=["report", "fit", "all"])
+    parser.add_argument("--dump", type=Path, help="write every answer to this jsonl")
+    parser.add_argument("--threshold", type=float, help="refusal threshold override")
+    args = parser.parse_args()
+    print(json.dumps(run(args.split, args.dump, args.threshold), ensure_ascii=False, indent=1))
+
+
+if __name__ == "__main__":
+    main()

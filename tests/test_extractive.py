@@ -1,0 +1,50 @@
+"""Extractive answers: table rows whole with their header, no headings or markdown, short."""
+
+from __future__ import annotations
+
+from kbqa.extractive import extract, units
+from kbqa.types import Hit
+
+ROWS = "分公司: 上海分公司; 地址: 上海市浦东新区世纪大道100号; 电话: 021-1234"
+DOCX = "年终奖按等级发放。\n\n等级 | 比例 | 年终奖系数\nS | 10% | 3个月\nA | 20% | 2个月"
+RULES = (
+    "# 考勤\n\n## 第三条 迟到\n\n1. 晚到10分钟以内不计迟到。\n"
+    "2. 一个月内迟到超过3次的，扣发全勤奖200元。\n- **旷工**按日扣薪。"
+)
+
+
+def hit(text: str, n: int = 1, **meta) -> Hit:
+    return Hit(n, n, f"doc{n}.md", text, 0.9, meta)
+
+
+def test_a_spreadsheet_row_is_one_answer_with_every_column():
+    assert units(ROWS) == ["分公司：上海分公司；地址：上海市浦东新区世纪大道100号；电话：021-1234"]
+    assert "世纪大道100号" in extract("上海办公室在哪里", [hit(ROWS)])
+
+
+def test_a_docx_table_row_comes_with_its_header_never_the_header_alone():
+    out = units(DOCX)
+    assert "等级：A；比例：20%；年终奖系数：2个月" in out
+    assert not any(u.startswith("等级 |") for u in out)
+    assert "2个月" in extract("考核A年终奖系数是多少", [hit(DOCX)])
+
+
+def test_headings_and_markdown_never_answer_and_list_items_stay_apart():
+    out = units(RULES)
+    assert not any("第三条" in u or u.startswith("#") for u in out)
+    assert "旷工按日扣薪。" in out and not any("**" in u or u.startswith("-") for u in out)
+    assert out[0] == "晚到10分钟以内不计迟到。"
+    answer = extract("迟到超过3次怎么处理", [hit(RULES)])
+    assert "扣发全勤奖200元" in answer and answer.endswith("[1]") and len(answer) <= 80
+
+
+def test_the_answer_is_short_and_cited():
+    text = "员工每年享有5天带薪年假。" + "其他规定见附件，请咨询人力资源部门了解详情。" * 5
+    answer = extract("年假有几天", [hit(text)])
+    assert answer.startswith("员工每年享有5天带薪年假。[1]") and len(answer) <= 80
+
+
+def test_a_follow_ups_own_words_pick_the_row():
+    table = "| 级别 | 一线城市 |\n| --- | --- |\n| 普通员工 | 450 |\n| 经理 | 650 |"
+    answer = extract("经理，普通员工一线城市住宿标准是多少", [hit(table)], focus="那经理呢？")
+    assert answer.startswith("级别：经理")

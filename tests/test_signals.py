@@ -1,0 +1,76 @@
+"""Refusal signals: answer type, unknown topic words, cross-lingual questions, script folding."""
+
+from __future__ import annotations
+
+from kbqa.config import AskConfig
+from kbqa.lexical import LexicalIndex, tokenize
+from kbqa.script import to_simplified
+from kbqa.signals import answer_type, foreign, has_type, topic_words, unknown_share
+
+DOCS = ["员工每年享有5天带薪年假。", "出差住宿标准为每晚600元。", "远程办公需要连接公司VPN。"]
+
+
+def index() -> LexicalIndex:
+    lex = LexicalIndex()
+    lex.add([1, 2, 3], DOCS)
+    return lex
+
+
+def test_answer_types():
+    assert answer_type("食堂几点开饭") == "time"
+    assert answer_type("上海办公室在哪里") == "place"
+    assert answer_type("公司股票代码是多少") == "number"
+    assert answer_type("为什么要打卡") is None
+    assert has_type("number", "每晚600元") and not has_type("number", "按规定执行")
+    assert has_type("time", "9:00至18:00") and not has_type("time", "在三楼")
+
+
+def test_a_topic_word_the_kb_never_mentions_counts_as_unknown():
+    lex = index()
+    assert "健身房" in topic_words("公司有健身房吗？")
+    assert unknown_share("公司有健身房吗？", lex.known, lex.idf, DOCS[:1]) > 0.5
+    assert unknown_share("年假有几天？", lex.known, lex.idf, DOCS[:1]) == 0.0
+
+
+def test_english_on_a_chinese_kb_is_cross_lingual_but_a_chinese_off_topic_question_is_not():
+    lex = index()
+    q = "How many days of annual leave do I get?"
+    assert foreign(q, tokenize(q), lex.known, lex.mostly_han())
+    q = "红烧肉怎么做"
+    assert not foreign(q, tokenize(q), lex.known, lex.mostly_han())
+
+
+def test_traditional_script_is_folded_for_the_lexical_index():
+    assert to_simplified("臺北辦公室") == "台北办公室"
+    assert to_simplified("VPN 9:00") == "VPN 9:00"
+    lex = LexicalIndex()
+    lex.add([1, 2], ["台北办公室位于信义区松仁路。", "年假5天。"])
+    assert lex.search("臺北辦公室在哪裡", 1)[0].tolist() == [1]
+    lex = LexicalIndex()
+    lex.add([1, 2], ["台北辦公室位於信義區松仁路。", "年假5天。"])
+    assert lex.search("台北办公室在哪里", 1)[0].tolist() == [1]
+
+
+def test_the_refusal_override_is_kept():
+    assert AskConfig(refusal_threshold=0.95).refusal_threshold == 0.95
+
+
+def test_a_question_in_a_language_the_kb_lacks_is_judged_by_the_embedding_alone(tmp_path):
+    import numpy as np
+
+    from kbqa.ask import Asker
+    from kbqa.prompt import load_prompts
+    from kbqa.retrieve import FOREIGN_SHIFT, Retrieval
+    from kbqa.types import Hit
+    from tests.api_fixtures import LEAVE, TRAVEL, build_kb
+    from tests.fakes import HashEmbedder
+
+    hit = Hit(1, 1, "a.md", "年假5天。", 0.8)
+    r = Retrieval([hit], np.zeros(3, np.float32), coverage=0.0, unknown=1.0, foreign=True)
+    assert r.relevance == 0.8 + FOREIGN_SHIFT  # no lexical penalty for another language
+    e = HashEmbedder()
+    kb = build_kb(tmp_path / "home", "demo", e, {"leave.md": LEAVE, "travel.md": TRAVEL})
+    asker = Asker(kb, e, None, load_prompts(), AskConfig(refusal_threshold=-1.0))
+    for q in ("연차 휴가는 며칠입니까?", "How many days of annual leave?"):
+        a = asker.ask(q, debug=True)
+        assert a.debug["cross_lingual"] and not a.refused and a.answer.endswith("]")
