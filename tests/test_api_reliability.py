@@ -161,7 +161,7 @@ def test_an_upload_waits_for_another_writers_lock(home, embedder, monkeypatch):
 class SlowFiles(HashEmbedder):
     """Embedding of any passage holding '慢' waits until released; everything else is instant."""
 
-    batch_size = 1  # each file is embedded (and committed) on its own
+    batch_size = 1  # ingestion pools POOL_BATCHES batches: a file of SLOW fills a pool alone
 
     def __init__(self) -> None:
         super().__init__()
@@ -204,10 +204,15 @@ def test_a_slow_job_in_one_kb_does_not_hold_up_another_kb(slow):
     assert wait_job(c, stuck["id"])["status"] == "done"
 
 
+# Enough chunks to fill an embedding pool on its own (kbqa.kb.POOL_BATCHES x batch_size 1), so
+# the pool in flight when a job is cancelled holds this file alone.
+SLOW = "# 慢\n\n" + "这个文件很慢。" * 250 + "\n"
+
+
 def test_cancel_a_running_and_a_queued_job(slow):
     c, embedder, home = slow
     running = upload_many(
-        c, "demo", {"slow.md": "# 慢\n\n很慢。\n", "a.md": HOLIDAY, "b.md": "# 乙\n\n乙文件。\n"}
+        c, "demo", {"slow.md": SLOW, "a.md": HOLIDAY, "b.md": "# 乙\n\n乙文件。\n"}
     )
     assert embedder.inside.wait(10)
     queued = upload_many(c, "demo", {"c.md": "# 丙\n\n丙文件。\n"})
@@ -228,7 +233,7 @@ def test_cancel_a_running_and_a_queued_job(slow):
 
 def test_a_cancelled_job_is_not_resumed_at_restart(slow, tmp_path):
     c, embedder, home = slow
-    running = upload_many(c, "demo", {"slow.md": "# 慢\n\n很慢。\n", "a.md": HOLIDAY})
+    running = upload_many(c, "demo", {"slow.md": SLOW, "a.md": HOLIDAY})
     assert embedder.inside.wait(10)
     c.delete(f"/v1/jobs/{running['id']}")
     embedder.release.set()
