@@ -5,8 +5,8 @@ AdamW, checkpoints (``trainer_state.json`` in its own schema, optimizer, schedul
 states) and exact resume. What kbqa adds is here:
 
 - ``TrainableSave``, a callback that writes every trainable tensor of a checkpoint as it is
-  (``trainable.safetensors``) and loads it back on resume: peft's own save drops a P-Tuning v2
-  prefix projection's MLP, so without it a resumed prefix encoder would restart from random;
+  (``trainable.safetensors``), which KbqaTrainer loads back on resume: peft's adapter file of a
+  P-Tuning v2 prefix projection holds the projected prefix, not the MLP that trains;
 - a Trainer that keeps kbqa's learning-rate schedule (``lr_at``), saves adapters without the
   embedding table, and reports each step to ``on_step``.
 """
@@ -53,18 +53,10 @@ def check_checkpoint(model: Any, ckpt: Path) -> None:
 
 
 class TrainableSave(TrainerCallback):
-    """Saves the trainable tensors with each checkpoint; restores them when training resumes."""
+    """Saves the trainable tensors with each checkpoint (KbqaTrainer loads them on resume)."""
 
-    def __init__(self, model: Any, resume: Path | None, total: int) -> None:
-        self.model, self.resume, self.total = model, resume, total
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        # After Trainer loaded the checkpoint's adapter, optimizer and RNG: the tensors peft's
-        # load skipped (a prefix projection) are set from the full copy.
-        if self.resume is not None:
-            from safetensors.torch import load_file
-
-            self.model.load_state_dict(load_file(str(self.resume / TRAINABLE)), strict=False)
+    def __init__(self, model: Any, total: int) -> None:
+        self.model, self.total = model, total
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step >= self.total:  # the finished adapter is a checkpoint too
@@ -103,6 +95,15 @@ class KbqaTrainer(Trainer):
                 optimizer or self.optimizer, self._lr_lambda
             )
         return self.lr_scheduler
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        # The full copy, not peft's adapter file: with a prefix projection that file holds the
+        # projected prefix (another shape) and the MLP is missing. Optimizer, scheduler and RNG
+        # states are still Trainer's to restore.
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(Path(resume_from_checkpoint) / TRAINABLE))
+        (model or self.model).load_state_dict(tensors, strict=False)
 
     def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
         # Never the embeddings: peft guesses "resized" when the base config names no vocab_size

@@ -136,7 +136,7 @@ def train(
     per_epoch = math.ceil(len(encoded) / config.batch_size)
     steps_per_epoch = math.ceil(per_epoch / config.grad_accum)
     total = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
-    trainer = _trainer(model, tokenizer, encoded, method, config, total, resume, device, on_step)
+    trainer = _trainer(model, tokenizer, encoded, method, config, total, device, on_step)
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - t0
@@ -181,7 +181,6 @@ def _trainer(
     method: MethodConfig,
     config: TrainConfig,
     total: int,
-    resume: Path | None,
     device: str,
     on_step: Callable[[StepLog], None] | None,
 ) -> Any:
@@ -218,7 +217,7 @@ def _trainer(
         args=args,
         train_dataset=encoded,
         data_collator=lambda items: collate(items, tokenizer.pad_token_id, "cpu"),
-        callbacks=[TrainableSave(model, resume, total)],
+        callbacks=[TrainableSave(model, total)],
         lr_lambda=lambda step: lr_at(step, total, config) / config.learning_rate,
         on_step=on_step,
     )
