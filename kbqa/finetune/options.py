@@ -24,35 +24,35 @@ def flag(field: str) -> str:
 
 @dataclass(frozen=True)
 class FinetuneOptions:
-    """Every `kbqa finetune` flag; the defaults are the command's."""
+    """Every `kbqa finetune` flag; defaults are the method's and the loop's own."""
 
     base_model: Path | None = None
     data: Path | None = None
     output: Path | None = None
-    method: str = "lora"
-    epochs: float = 3.0
-    max_steps: int | None = None
-    lr: float = 2e-4
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_source_len: int = 512
-    max_target_len: int = 128
-    scheduler: str = "linear"
-    warmup_ratio: float = 0.0
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
+    method: str = MethodConfig.method
+    epochs: float = TrainConfig.epochs
+    max_steps: int | None = TrainConfig.max_steps
+    lr: float = TrainConfig.learning_rate
+    batch_size: int = TrainConfig.batch_size
+    grad_accum: int = TrainConfig.grad_accum
+    max_source_len: int = TrainConfig.max_source_len
+    max_target_len: int = TrainConfig.max_target_len
+    scheduler: str = TrainConfig.scheduler
+    warmup_ratio: float = TrainConfig.warmup_ratio
+    lora_r: int = MethodConfig.lora_r
+    lora_alpha: int = MethodConfig.lora_alpha
+    lora_dropout: float = MethodConfig.lora_dropout
     target_modules: str | None = None  # comma-separated, as typed
-    pre_seq_len: int = 16
-    prefix_projection: bool = False
-    gradient_checkpointing: bool = False
+    pre_seq_len: int = MethodConfig.pre_seq_len
+    prefix_projection: bool = MethodConfig.prefix_projection
+    gradient_checkpointing: bool = MethodConfig.gradient_checkpointing
     bf16: bool | None = None  # None: on a GPU that supports it
-    save_steps: int = 100
+    save_steps: int = TrainConfig.save_steps
     dev_ratio: float = 0.1
-    seed: int = 42
+    seed: int = TrainConfig.seed
     resume: bool = False
-    overwrite: bool = False
-    trust_remote_code: bool = False
+    overwrite: bool = TrainConfig.overwrite
+    trust_remote_code: bool = MethodConfig.trust_remote_code
 
     def __post_init__(self) -> None:
         for name in ("base_model", "data", "output"):
