@@ -12,12 +12,12 @@ from kbqa.config import AskConfig
 from kbqa.errors import BadInput
 from kbqa.prompt import Prompts, pack_prompt
 from kbqa.retrieve import Retriever
-from kbqa.types import Answer, Hit
+from kbqa.types import Answer, History, Hit
 
 if TYPE_CHECKING:
     from kbqa.embed import Embedder
     from kbqa.kb import KnowledgeBase
-    from kbqa.llm.base import Generator, History
+    from kbqa.llm.base import Generator
 
 log = logging.getLogger(__name__)
 FAQ_POOL = 8  # hits searched for a stored Q/A pair, even when fewer sources are shown

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kbqa.errors import BadInput
@@ -184,6 +184,9 @@ class Settings(BaseSettings):
     refusal_threshold: float | None = None
     candidates: int = 50
     max_new_tokens: int = 512
+    # A secure Milvus cluster's credentials ("user:password" or an API key). Only ever handed to
+    # kbqa.store.milvus_store.use_token by the edges; the URI goes to manifest.json, this never.
+    milvus_token: SecretStr | None = None
 
     def split_config(self) -> SplitConfig:
         return SplitConfig(chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap)
@@ -229,4 +232,16 @@ def load_settings() -> Settings:
     settings.ask_config()
     settings.load_config()
     settings.embed_config()
+    apply_credentials(settings)
     return settings
+
+
+def apply_credentials(settings: Settings) -> None:
+    """Hand the secrets in ``settings`` to the modules that use them, deep below the edges.
+
+    Called by load_settings (every CLI command, the LangChain opener) and by the API's start-up
+    for a Settings made in code; the store then never reads the environment itself.
+    """
+    from kbqa.store.milvus_store import use_token
+
+    use_token(settings.milvus_token)

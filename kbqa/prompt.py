@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kbqa.errors import BadInput
-from kbqa.types import Hit
-
-History = Sequence[tuple[str, str]]
+from kbqa.types import History, Hit
 
 QA_FILE = "knowledge_qa.txt"
 REFUSAL_FILE = "refusal.txt"

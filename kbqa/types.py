@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+# A conversation so far: (user turn, assistant turn) pairs, oldest first. The one definition the
+# prompt packer, the Asker and every Generator share.
+History = Sequence[tuple[str, str]]
 
 
 @dataclass

@@ -224,3 +224,31 @@ def test_gradient_checkpointing_accumulation_and_schedule(base: Path, tmp_path: 
     )  # 4 steps x 2 micro-batches x 2 rows over 4 rows and metrics["losses"][-1] < metrics["losses"][0]
     with pytest.raises(BadInput, match="gradient checkpointing"):
         build_model(MethodConfig(base, "ptuning-v2", gradient_checkpointing=True))
+
+
+def test_resume_restores_a_prefix_projection_and_refuses_another_methods_checkpoint(
+    base: Path, tmp_path: Path
+) -> None:
+    # peft's adapter save drops the prefix MLP; the TrainableSave callback carries it over.
+    cfg = MethodConfig(base, "ptuning-v2", pre_seq_len=4, prefix_projection=True)
+    plan = dict(max_steps=4, save_steps=2, learning_rate=1e-2, batch_size=2)
+    full = train(cfg, TrainConfig(tmp_path / "a", **plan), ROWS)
+    ckpt = tmp_path / "a" / "checkpoint-2"
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    assert state["global_step"] == 2  # transformers' own schema
+    assert (ckpt / "trainable.safetensors").is_file()
+    resumed_dir = tmp_path / "b"
+    resumed_dir.mkdir()
+    shutil.copytree(ckpt, resumed_dir / "checkpoint-2")
+    resumed = train(cfg, TrainConfig(resumed_dir, resume_from=Path("latest"), **plan), ROWS)
+    assert resumed["losses"] == pytest.approx(full["losses"], abs=1e-5)
+
+    lora_dir = tmp_path / "c"
+    lora_dir.mkdir()
+    shutil.copytree(ckpt, lora_dir / "checkpoint-2")
+    with pytest.raises(Conflict, match="another method or model"):
+        train(
+            MethodConfig(base, "lora"),
+            TrainConfig(lora_dir, resume_from=Path("latest"), **plan),
+            ROWS,
+        )

@@ -25,6 +25,7 @@ class FakeVLLM(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.requests.append(body)
+        self.server.auth.append(self.headers.get("Authorization"))
         plan = self.server.plan.pop(0) if self.server.plan else "ok"
         if plan == "sleep":
             time.sleep(1.0)
@@ -32,6 +33,11 @@ class FakeVLLM(BaseHTTPRequestHandler):
             self.send_response(500)
             self.end_headers()
             self.wfile.write(b"overloaded")
+            return
+        if plan == "400":
+            self.send_response(400)
+            self.end_headers()
+            self.wfile.write(b"unknown model")
             return
         self.send_response(200)
         if not body.get("stream"):
@@ -45,13 +51,17 @@ class FakeVLLM(BaseHTTPRequestHandler):
         for piece in ANSWER:
             event = {"choices": [{"delta": {"content": piece}}]}
             self.wfile.write(f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode())
+            if plan == "stall":  # the answer has begun, then nothing more comes
+                self.wfile.flush()
+                time.sleep(1.0)
+                return
         self.wfile.write(b"data: [DONE]\n\n")
 
 
 @pytest.fixture
 def server():
     srv = ThreadingHTTPServer(("127.0.0.1", 0), FakeVLLM)
-    srv.requests, srv.plan = [], []
+    srv.requests, srv.plan, srv.auth = [], [], []
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     yield srv
@@ -104,3 +114,27 @@ def test_server_down():
     gen = load_generator(f"openai:http://127.0.0.1:{port}/v1?model=m&retries=1")
     with pytest.raises(ModelError, match="cannot connect.*is the server running"):
         gen.generate("q")
+
+
+def test_sends_the_key_only_when_given(server):
+    load_generator(f"openai:{url(server)}?model=m&retries=0", api_key="sk-test").generate("q")
+    load_generator(f"openai:{url(server)}?model=m&retries=0").generate("q")
+    assert server.auth == ["Bearer sk-test", None]
+
+
+def test_client_error_is_not_retried(server):
+    server.plan = ["400", "ok"]
+    gen = load_generator(f"openai:{url(server)}?model=m&retries=2")
+    with pytest.raises(ModelError, match="failed after 1 attempt.*HTTP 400: unknown model"):
+        gen.generate("q")
+    assert len(server.requests) == 1
+
+
+def test_stream_that_stalls_after_it_began(server):
+    server.plan = ["stall"]
+    gen = load_generator(f"openai:{url(server)}?model=m&retries=0&timeout=0.3")
+    pieces = []
+    with pytest.raises(ModelError, match="stopped sending for 0.3 s"):
+        for piece in gen.stream("q"):
+            pieces.append(piece)
+    assert pieces == ANSWER[:1]

@@ -59,6 +59,20 @@ def test_prompt_holds_context_in_template(glm_dir):
     assert seen == [expected] and gen.last_prompt == expected
 
 
+def test_last_prompt_is_set_only_once_the_generation_lock_is_held(glm_dir):
+    import threading
+    import time
+
+    gen = load_generator(spec(glm_dir), load=True)
+    with gen._lock:  # another request is generating
+        waiting = threading.Thread(target=gen.generate, args=("年假？", (), GREEDY))
+        waiting.start()
+        time.sleep(0.3)
+        assert gen.last_prompt is None  # the waiting request has not overwritten it
+    waiting.join(60)
+    assert gen.last_prompt is not None and "年假？" in gen.last_prompt
+
+
 def test_stream_equals_generate_greedy(glm_dir):
     gen = load_generator(spec(glm_dir), load=True)
     config = GenerationConfig(max_new_tokens=24)

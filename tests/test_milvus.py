@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import SecretStr
 
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from kbqa.config import IngestConfig, SplitConfig  # noqa: E402
+from kbqa.config import IngestConfig, SplitConfig, load_settings  # noqa: E402
 from kbqa.errors import BadInput, Conflict, ModelError  # noqa: E402
 from kbqa.kb import KnowledgeBase, list_kbs  # noqa: E402
 from kbqa.store import milvus_store  # noqa: E402
@@ -293,10 +294,36 @@ def test_a_cluster_token_comes_from_the_environment_and_never_reaches_a_lite_fil
 
     monkeypatch.setattr(pymilvus, "MilvusClient", Client)
     monkeypatch.setattr(milvus_store, "_clients", {})
+    monkeypatch.setattr(milvus_store, "_token", "")
     monkeypatch.setenv("KBQA_MILVUS_TOKEN", "root:Milvus")
+    settings = load_settings()  # the edge reads it and hands it down
+    assert "root:Milvus" not in repr(settings)  # a SecretStr: not in logs or dumps
     milvus_store._client("http://milvus.internal:19530")
     milvus_store._client(str(tmp_path / "lite.db"))
     assert seen == [
         ("http://milvus.internal:19530", "root:Milvus"),
         (str(tmp_path / "lite.db"), ""),
     ]
+
+
+def test_a_new_token_replaces_cached_server_clients(tmp_path, monkeypatch):
+    import pymilvus
+
+    seen = []
+
+    class Client:
+        def __init__(self, uri, **kwargs):
+            seen.append(kwargs.get("token"))
+
+        def close(self):
+            seen.append("closed")
+
+    monkeypatch.setattr(pymilvus, "MilvusClient", Client)
+    monkeypatch.setattr(milvus_store, "_clients", {})
+    monkeypatch.setattr(milvus_store, "_token", "")
+    milvus_store.use_token("a:1")
+    first = milvus_store._client("http://milvus.internal:19530")
+    assert milvus_store._client("http://milvus.internal:19530") is first
+    milvus_store.use_token(SecretStr("b:2"))
+    milvus_store._client("http://milvus.internal:19530")
+    assert seen == ["a:1", "closed", "b:2"]

@@ -14,8 +14,6 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from kbqa.api.security import OPEN, Principal, anonymous, public_kbs
 from kbqa.api.state import Services, SharedKB
 
-KB_NAME = r"^[^\W_][\w.-]{0,63}$"
-
 _bearer = HTTPBearer(auto_error=False, description="An API key as a bearer token.")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from kbqa.api.jobs import JobManager
 from kbqa.api.security import KeyRing
-from kbqa.config import Settings
+from kbqa.config import Settings, apply_credentials
 from kbqa.errors import NotFound
 from kbqa.kb import KnowledgeBase, validate_name
 from kbqa.store.chunks import FILE_NAME as CHUNKS_FILE
@@ -132,6 +132,7 @@ def build_services(
     # Built per request later; built once now (as load_settings does) so that a Settings made
     # in code with a bad value stops the start-up instead of failing every question with a 422.
     settings.ask_config()
+    apply_credentials(settings)
     if embedder is None:
         from kbqa.embed import load_embedder
 

@@ -124,10 +124,6 @@ def _progress_bar(as_json: bool):
     return progress, on_step
 
 
-def _split_csv(value: str | None) -> tuple[str, ...] | None:
-    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
-
-
 def finetune(
     ctx: typer.Context,
     base_model: Annotated[
@@ -189,42 +185,26 @@ def finetune(
     """Train a LoRA, QLoRA or P-Tuning v2 adapter; `kbqa finetune eval` scores one."""
     if ctx.invoked_subcommand is not None:
         return
-    for name, value in (("--base-model", base_model), ("--data", data), ("--output", output)):
-        if value is None:
-            raise typer.BadParameter(f"{name} is required to train", param_hint=name)
-    _train(locals(), as_json=as_json)
+    params = dict(ctx.params)
+    params.pop("as_json", None)
+    _train(params, as_json=as_json)
 
 
 @command
-def _train(opts: dict[str, Any], as_json: bool = False) -> None:
+def _train(params: dict[str, Any], as_json: bool = False) -> None:
     import torch
 
-    from kbqa.finetune.methods import MethodConfig
+    from kbqa.finetune.options import FinetuneOptions
     from kbqa.finetune.samples import read_training_file, split_rows
-    from kbqa.finetune.train import TrainConfig, train
+    from kbqa.finetune.train import train
 
-    bf16 = opts["bf16"]
+    opts = FinetuneOptions(**params)  # every flag checked here, before a model loads
+    bf16 = opts.bf16
     if bf16 is None:  # CPU bf16 autocast is slower than fp32 on most CPUs (no AMX): GPUs only.
         bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    method = MethodConfig(
-        base_model=opts["base_model"], method=opts["method"], lora_r=opts["lora_r"],
-        lora_alpha=opts["lora_alpha"], lora_dropout=opts["lora_dropout"],
-        target_modules=_split_csv(opts["target_modules"]), pre_seq_len=opts["pre_seq_len"],
-        prefix_projection=opts["prefix_projection"], gradient_checkpointing=opts["gradient_checkpointing"],
-        bf16=bf16, trust_remote_code=opts["trust_remote_code"],
-    )  # fmt: skip
-    config = TrainConfig(
-        output=opts["output"], epochs=opts["epochs"], max_steps=opts["max_steps"],
-        learning_rate=opts["lr"], batch_size=opts["batch_size"], grad_accum=opts["grad_accum"],
-        max_source_len=opts["max_source_len"], max_target_len=opts["max_target_len"],
-        warmup_ratio=opts["warmup_ratio"], scheduler=opts["scheduler"], save_steps=opts["save_steps"],
-        seed=opts["seed"], overwrite=opts["overwrite"],
-        resume_from=Path("latest") if opts["resume"] else None,
-    )  # fmt: skip
+    method, config = opts.method_config(bf16), opts.train_config()
     method.check_base()
-    train_rows, dev_rows = split_rows(
-        read_training_file(opts["data"]), opts["dev_ratio"], opts["seed"]
-    )
+    train_rows, dev_rows = split_rows(read_training_file(opts.data), opts.dev_ratio, opts.seed)
     progress, on_step = _progress_bar(as_json)
     with progress:
         metrics = train(method, config, train_rows, dev_rows, on_step=on_step)

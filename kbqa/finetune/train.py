@@ -1,4 +1,8 @@
-"""The training loop: answer-only loss, accumulation, lr schedule, checkpoints and exact resume."""
+"""Fine-tuning an adapter: answer-only loss, accumulation, lr schedule, checkpoints, exact resume.
+
+The loop is ``transformers.Trainer`` (kbqa.finetune.hf_trainer adds the schedule and saves);
+this module checks the inputs, prepares the output folder and writes metrics.json.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kbqa.errors import BadInput, Conflict, NotFound
 from kbqa.finetune.encoding import collate, encode
 from kbqa.finetune.methods import MethodConfig, build_model
 from kbqa.finetune.samples import TrainRow
+
+if TYPE_CHECKING:  # hf_trainer imports transformers' Trainer: only when training starts
+    from kbqa.finetune.hf_trainer import StepLog
 
 SCHEDULERS = ("linear", "cosine", "constant")
 
@@ -57,15 +64,6 @@ class TrainConfig:
             raise BadInput(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
 
-@dataclass
-class StepLog:
-    step: int
-    total_steps: int
-    loss: float
-    lr: float
-    steps_per_second: float
-
-
 def lr_at(step: int, total: int, config: TrainConfig) -> float:
     """Learning rate for ``step``: linear warm-up, then the configured decay to 0."""
     warm = int(total * config.warmup_ratio)
@@ -102,53 +100,6 @@ def _prepare_output(config: TrainConfig) -> Path | None:
     return None
 
 
-def _save_checkpoint(
-    model: Any, opt: Any, step: int, losses: list[float], config: TrainConfig
-) -> None:
-    import torch
-    from safetensors.torch import save_file
-
-    ckpt = Path(config.output) / f"checkpoint-{step}"
-    tmp = ckpt.with_name(ckpt.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    # Every trainable tensor as it is (peft's own save drops a prefix projection's MLP).
-    trainable = {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
-    save_file(trainable, str(tmp / "trainable.safetensors"))
-    state = opt.state_dict()
-    tensors = {f"{i}.{k}": v for i, s in state["state"].items() for k, v in s.items()}
-    tensors["rng"] = torch.get_rng_state()
-    save_file(tensors, str(tmp / "optimizer.safetensors"))
-    (tmp / "trainer_state.json").write_text(
-        json.dumps({"step": step, "losses": losses, "param_groups": state["param_groups"]})
-    )
-    shutil.rmtree(ckpt, ignore_errors=True)
-    tmp.rename(ckpt)
-    done = sorted(Path(config.output).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    for old in done[: -config.save_total_limit]:
-        shutil.rmtree(old)
-
-
-def _load_checkpoint(model: Any, opt: Any, ckpt: Path) -> tuple[int, list[float]]:
-    import torch
-    from safetensors.torch import load_file
-
-    missing = set(load_file(str(ckpt / "trainable.safetensors")))
-    missing -= {n for n, _ in model.named_parameters()}
-    if missing:
-        raise Conflict(f"checkpoint {ckpt} was trained with another method or model")
-    model.load_state_dict(load_file(str(ckpt / "trainable.safetensors")), strict=False)
-    meta = json.loads((ckpt / "trainer_state.json").read_text())
-    tensors = load_file(str(ckpt / "optimizer.safetensors"))
-    torch.set_rng_state(tensors.pop("rng"))
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        idx, name = key.split(".", 1)
-        state.setdefault(int(idx), {})[name] = value
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    return int(meta["step"]), list(meta["losses"])
-
-
 def peak_memory_mb(device: str) -> float:
     """Peak memory: CUDA allocations on a GPU, else the process's peak resident set."""
     import torch
@@ -171,53 +122,26 @@ def train(
     """Train an adapter on ``rows``; save it (peft format) in ``config.output``; return metrics."""
     import torch
 
+    from kbqa.finetune.hf_trainer import check_checkpoint
+
     if not rows:
         raise BadInput("no training rows: every row went to the dev split or the file is empty")
     resume = _prepare_output(config)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(config.seed)
     model, tokenizer = build_model(method, device)
+    if resume is not None:
+        check_checkpoint(model, resume)
     encoded = [encode(tokenizer, r, config.max_source_len, config.max_target_len) for r in rows]
     per_epoch = math.ceil(len(encoded) / config.batch_size)
     steps_per_epoch = math.ceil(per_epoch / config.grad_accum)
     total = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    start, losses = _load_checkpoint(model, opt, resume) if resume else (0, [])
-
-    def micro_batch(m: int) -> dict[str, Any]:
-        # Each epoch's order depends only on (seed, epoch): a resumed run sees the same batches.
-        epoch, within = divmod(m, per_epoch)
-        order = torch.randperm(
-            len(encoded), generator=torch.Generator().manual_seed(config.seed + epoch)
-        )
-        idx = order[within * config.batch_size : (within + 1) * config.batch_size].tolist()
-        return collate([encoded[i] for i in idx], tokenizer.pad_token_id, device)
-
-    autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=method.bf16)
-    model.train()
+    trainer = _trainer(model, tokenizer, encoded, method, config, total, device, on_step)
     t0 = time.perf_counter()
-    for step in range(start, total):
-        lr = lr_at(step, total, config)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        step_loss = 0.0
-        for a in range(config.grad_accum):
-            with autocast:
-                loss = model(**micro_batch(step * config.grad_accum + a)).loss / config.grad_accum
-            loss.backward()
-            step_loss += loss.item()
-        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(step_loss)
-        done = step + 1
-        if on_step:
-            rate = (done - start) / (time.perf_counter() - t0)
-            on_step(StepLog(done, total, step_loss, lr, rate))
-        if done % config.save_steps == 0 or done == total:
-            _save_checkpoint(model, opt, done, losses, config)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - t0
+    start = _step_of(resume)
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     # Never the embeddings: peft guesses "resized" when the base config names no vocab_size
     # (ChatGLM's padded_vocab_size) and would copy the whole table into the adapter.
     model.save_pretrained(config.output, save_embedding_layers=False)
@@ -248,6 +172,61 @@ def train(
         json.dumps(metrics, indent=2, ensure_ascii=False)
     )
     return metrics
+
+
+def _trainer(
+    model: Any,
+    tokenizer: Any,
+    encoded: list[tuple[list[int], list[int]]],
+    method: MethodConfig,
+    config: TrainConfig,
+    total: int,
+    device: str,
+    on_step: Callable[[StepLog], None] | None,
+) -> Any:
+    """A transformers Trainer over ``encoded`` with kbqa's schedule and saves."""
+    from transformers import TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
+
+    from kbqa.finetune.hf_trainer import KbqaTrainer, TrainableSave
+
+    args = TrainingArguments(
+        output_dir=str(config.output),
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        max_steps=total,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        logging_steps=1,
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=method.bf16,
+        use_cpu=device == "cpu",
+        report_to="none",
+        disable_tqdm=True,  # the CLI draws its own bar from on_step
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        log_level="warning",
+    )
+    trainer = KbqaTrainer(
+        model=model,
+        args=args,
+        train_dataset=encoded,
+        data_collator=lambda items: collate(items, tokenizer.pad_token_id, "cpu"),
+        callbacks=[TrainableSave(model, total)],
+        lr_lambda=lambda step: lr_at(step, total, config) / config.learning_rate,
+        on_step=on_step,
+    )
+    trainer.remove_callback(PrinterCallback)  # it prints every log to stdout (the --json)
+    return trainer
+
+
+def _step_of(ckpt: Path | None) -> int:
+    return int(ckpt.name.split("-")[1]) if ckpt is not None else 0
 
 
 def dev_loss(

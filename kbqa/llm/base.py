@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from kbqa.errors import BadInput
+from kbqa.types import History
 
-History = Sequence[tuple[str, str]]  # (user turn, assistant turn) pairs, oldest first
+__all__ = ["GenerationConfig", "Generator", "History", "cut_at_stop"]
 
 
 @dataclass(frozen=True)

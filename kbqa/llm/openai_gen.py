@@ -1,9 +1,12 @@
-"""A generator over any OpenAI-compatible ``/v1/chat/completions`` server (vLLM, ...)."""
+"""A generator over any OpenAI-compatible ``/v1/chat/completions`` server (vLLM, ...).
+
+The ``openai`` SDK does the HTTP: retries with backoff on connection errors, timeouts, 408/409/
+429 and 5xx, and the SSE parsing of streamed answers. This module maps its errors to a
+ModelError that names the server and what to do.
+"""
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +14,16 @@ from kbqa.errors import ModelError
 from kbqa.llm.base import GenerationConfig, History
 from kbqa.llm.spec import OpenAISpec
 
-_RETRY_STATUS = {429, 500, 502, 503, 504}
+# The SDK refuses to start without a key. A server without auth (vLLM's default) ignores the
+# placeholder, and the Authorization header is left out of each request (see _request), so a kbqa server
+# with public KBs still sees an anonymous caller rather than a wrong key.
+_NO_KEY = "no-key"
+
+
+def _omit() -> Any:
+    import openai
+
+    return openai.Omit()
 
 
 class OpenAIGenerator:
@@ -21,7 +33,7 @@ class OpenAIGenerator:
         self.spec = spec
         self.name = f"openai:{spec.model}"
         self.context_window = spec.context_window
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._api_key = api_key
         self._client: Any = None
 
     def load(self) -> OpenAIGenerator:
@@ -33,7 +45,7 @@ class OpenAIGenerator:
         cjk = sum(1 for ch in text if ord(ch) >= 0x2E80)
         return cjk + (len(text) - cjk + 3) // 4
 
-    def _payload(self, prompt: str, history: History, config: GenerationConfig, stream: bool):
+    def _request(self, prompt: str, history: History, config: GenerationConfig) -> dict[str, Any]:
         messages: list[dict[str, str]] = []
         for user, assistant in history:
             messages += [
@@ -41,99 +53,100 @@ class OpenAIGenerator:
                 {"role": "assistant", "content": assistant},
             ]
         messages.append({"role": "user", "content": prompt})
-        body: dict[str, Any] = {
+        request: dict[str, Any] = {
             "model": self.spec.model,
             "messages": messages,
             "max_tokens": config.max_new_tokens,
             "temperature": config.temperature,
             "top_p": config.top_p if config.temperature > 0 else 1.0,
-            "stream": stream,
         }
         if config.stop:
-            body["stop"] = list(config.stop)
-        if config.repetition_penalty != 1.0:
-            body["repetition_penalty"] = config.repetition_penalty  # a vLLM extension
-        return body
+            request["stop"] = list(config.stop)
+        if not self._api_key:
+            request["extra_headers"] = {"Authorization": _omit()}
+        if config.repetition_penalty != 1.0:  # a vLLM extension, not in the SDK's signature
+            request["extra_body"] = {"repetition_penalty": config.repetition_penalty}
+        return request
 
-    def _http(self) -> Any:
+    def _sdk(self) -> Any:
         if self._client is None:
-            import httpx
+            import openai
 
-            self._client = httpx.Client(
-                base_url=self.spec.base_url, timeout=self.spec.timeout, headers=self._headers
+            # Passed explicitly: the SDK would otherwise read OPENAI_API_KEY / OPENAI_BASE_URL
+            # from the environment, and settings are read at the edges only.
+            self._client = openai.OpenAI(
+                api_key=self._api_key or _NO_KEY,
+                base_url=self.spec.base_url,
+                timeout=self.spec.timeout,
+                max_retries=self.spec.retries,
             )
         return self._client
 
-    def _open(self, body: dict[str, Any]) -> Any:
-        """Send the request, retrying transient failures; return an open streaming response."""
-        import httpx
+    def _failed(self, e: Exception) -> ModelError:
+        """The SDK's error as a ModelError naming the URL, the attempts and what to do."""
+        import openai
 
         url = f"{self.spec.base_url}/chat/completions"
-        last = ""
-        for attempt in range(self.spec.retries + 1):
-            if attempt:
-                time.sleep(min(0.5 * 2 ** (attempt - 1), 4.0))
-            try:
-                request = self._http().build_request("POST", "/chat/completions", json=body)
-                response = self._http().send(request, stream=True)
-            except httpx.TimeoutException:
-                last = f"no answer within {self.spec.timeout:g} s (timeout)"
-                continue
-            except httpx.TransportError as e:
-                last = f"cannot connect ({type(e).__name__}: {e}); is the server running?"
-                continue
-            if response.status_code == 200:
-                return response
-            detail = response.read().decode("utf-8", "replace")[:300]
-            response.close()
-            last = f"HTTP {response.status_code}: {detail}"
-            if response.status_code not in _RETRY_STATUS:
-                break
-        raise ModelError(
-            f"the OpenAI-compatible server at {url} failed after {attempt + 1} attempt(s): {last}"
+        retried = True
+        if isinstance(e, openai.APITimeoutError):
+            last = f"no answer within {self.spec.timeout:g} s (timeout)"
+        elif isinstance(e, openai.APIConnectionError):
+            cause = e.__cause__ or e
+            last = f"cannot connect ({type(cause).__name__}: {cause}); is the server running?"
+        elif isinstance(e, openai.APIStatusError):
+            status = e.status_code
+            retried = status in (408, 409, 429) or status >= 500
+            last = f"HTTP {status}: {e.response.text[:300]}"
+            if status in (401, 403):
+                last += " (check the API key given for this server)"
+        else:
+            return ModelError(f"{self.spec.base_url} sent no chat completion: {e!r}")
+        attempts = self.spec.retries + 1 if retried else 1
+        return ModelError(
+            f"the OpenAI-compatible server at {url} failed after {attempts} attempt(s): {last}"
         )
 
     def generate(
         self, prompt: str, history: History = (), config: GenerationConfig = GenerationConfig()
     ) -> str:
-        response = self._open(self._payload(prompt, history, config, stream=False))
+        import openai
+
         try:
-            data = json.loads(response.read())
-            return data["choices"][0]["message"]["content"] or ""
-        except (ValueError, KeyError, IndexError, TypeError) as e:
+            completion = self._sdk().chat.completions.create(
+                **self._request(prompt, history, config)
+            )
+            return completion.choices[0].message.content or ""
+        except openai.OpenAIError as e:
+            raise self._failed(e) from None
+        except (AttributeError, IndexError, TypeError, ValueError) as e:
             raise ModelError(f"{self.spec.base_url} sent no chat completion: {e!r}") from None
-        finally:
-            response.close()
 
     def stream(
         self, prompt: str, history: History = (), config: GenerationConfig = GenerationConfig()
     ) -> Iterator[str]:
-        import httpx
+        import openai
 
-        response = self._open(self._payload(prompt, history, config, stream=True))
         try:
-            for line in response.iter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
-                try:
-                    delta = json.loads(data)["choices"][0].get("delta", {})
-                except (ValueError, KeyError, IndexError) as e:
-                    raise ModelError(
-                        f"{self.spec.base_url} sent a bad stream event: {e!r}"
-                    ) from None
-                if delta.get("content"):
-                    yield delta["content"]
-        except httpx.TimeoutException:
+            events = self._sdk().chat.completions.create(
+                **self._request(prompt, history, config), stream=True
+            )
+        except openai.OpenAIError as e:
+            raise self._failed(e) from None
+        try:
+            with events:
+                for chunk in events:
+                    # A server may end with a usage-only chunk that has no choices.
+                    delta = chunk.choices[0].delta if chunk.choices else None
+                    if delta is not None and delta.content:
+                        yield delta.content
+        except openai.APITimeoutError:
             raise ModelError(
                 f"the server at {self.spec.base_url} stopped sending for {self.spec.timeout:g} s"
             ) from None
-        except httpx.TransportError as e:
+        except openai.OpenAIError as e:
             raise ModelError(f"the stream from {self.spec.base_url} broke: {e}") from None
-        finally:
-            response.close()
+        except (AttributeError, TypeError, ValueError) as e:
+            raise ModelError(f"{self.spec.base_url} sent a bad stream event: {e!r}") from None
 
     def close(self) -> None:
         if self._client is not None:

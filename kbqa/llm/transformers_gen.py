@@ -150,8 +150,10 @@ class TransformersGenerator:
                 f"the model's context window of {window}; pack the prompt with a budget of "
                 "context_window - max_new_tokens (kbqa.prompt.pack_prompt)"
             )
-        self.last_prompt = text
         with self._lock:
+            # Set under the lock: under the API another request's prompt would otherwise
+            # overwrite it while this one generates.
+            self.last_prompt = text
             pieces = run_generation(
                 self.model, self.tokenizer, ids, config, _threaded, stop_ids=self.stop_ids
             )

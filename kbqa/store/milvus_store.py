@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
-import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +15,8 @@ import numpy as np
 from kbqa.errors import BadInput, Conflict, ModelError, missing_package
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
+
     from kbqa.store.chunks import ChunkStore
     from kbqa.store.manifest import Manifest
 
@@ -29,6 +31,21 @@ MAX_LIMIT = 16384
 CONNECT_TIMEOUT_S = 10.0
 
 _clients: dict[str, object] = {}
+# The credentials of a secure cluster, set by the edges (CLI, API start-up, LangChain opener)
+# from Settings.milvus_token (KBQA_MILVUS_TOKEN): KBs open deep below them, and the URI that
+# is passed down is kept in manifest.json, where a secret must never be.
+_token = ""
+
+
+def use_token(token: SecretStr | str | None) -> None:
+    """Authenticate the Milvus clients made from now on (an empty/None token: none)."""
+    global _token
+    value = token.get_secret_value() if hasattr(token, "get_secret_value") else token
+    if value != _token:
+        # A cached client still holds the old credentials; only server clients carry any.
+        for uri in [u for u in _clients if "://" in u]:
+            _close(_clients.pop(uri))
+    _token = value or ""
 
 
 class MilvusUnavailable(ModelError):
@@ -65,6 +82,12 @@ def normalise_uri(uri: str) -> str:
     return str(Path(uri).expanduser().resolve())
 
 
+def _close(client: object) -> None:
+    # A dead server's client may fail to close; it is dropped either way.
+    with contextlib.suppress(Exception):
+        client.close()  # type: ignore[attr-defined]
+
+
 def _message(error: Exception) -> str:
     return getattr(error, "message", None) or str(error) or type(error).__name__
 
@@ -79,9 +102,7 @@ def _client(uri: str):
         raise missing_package("pymilvus", "milvus") from e
     if "://" not in uri:
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
-    # A secure cluster's credentials ("user:password" or an API key) come from the environment
-    # only: the URI is kept in manifest.json, a secret must never be.
-    token = os.environ.get("KBQA_MILVUS_TOKEN", "") if "://" in uri else ""
+    token = _token if "://" in uri else ""  # milvus-lite files take none
     try:
         client = MilvusClient(uri, token=token, timeout=CONNECT_TIMEOUT_S)
     except Exception as e:  # noqa: BLE001 - pymilvus raises several types for a dead server
