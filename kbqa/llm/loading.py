@@ -38,9 +38,13 @@ def _device(spec: TransformersSpec) -> str:
 
 
 def load_model(spec: TransformersSpec, config: dict[str, Any], adapter: Any = None) -> Any:
-    """Load the model for ``spec`` in eval mode, with its adapter applied."""
+    """Load the model for ``spec`` in eval mode, with its adapter applied.
+
+    ChatGLM-family folders never come here (kbqa.llm.chatglm.loader loads them natively), so a
+    ChatGLM ptuning checkpoint here sits on a native model: peft's prefix table (adapters.py).
+    """
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a "Loading weights" bar per command is noise
@@ -57,12 +61,6 @@ def load_model(spec: TransformersSpec, config: dict[str, Any], adapter: Any = No
             kwargs["dtype"] = torch.float16 if device.startswith("cuda") else torch.float32
     else:
         kwargs["dtype"] = "auto"
-    if adapter is not None and adapter.kind == "chatglm_ptuning" and spec.trust_remote_code:
-        # ChatGLM's own code builds its prefix encoder from the config: size it before loading.
-        hf_config = AutoConfig.from_pretrained(spec.path, trust_remote_code=True)
-        hf_config.pre_seq_len = adapter.pre_seq_len
-        hf_config.prefix_projection = adapter.prefix_projection
-        kwargs["config"] = hf_config
     try:
         model = AutoModelForCausalLM.from_pretrained(spec.path, **kwargs)
     except ImportError as e:

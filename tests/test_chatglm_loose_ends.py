@@ -1,0 +1,70 @@
+"""Loose ends of the native ChatGLM loading: no remote-code paths, flags that say what they do."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from chatglm_data import chatglm_root, model_dir, reference
+from tiny_models import build_tiny_glm
+
+from kbqa.errors import ModelError
+from kbqa.llm import GenerationConfig, load_generator
+
+torch = pytest.importorskip("torch")
+GREEDY = GenerationConfig(max_new_tokens=8)
+
+
+@pytest.fixture(scope="module")
+def glm_dir(tmp_path_factory):
+    return build_tiny_glm(tmp_path_factory.mktemp("models") / "glm")
+
+
+def _ptuning_table(folder, table, projection=False):
+    folder.mkdir()
+    cfg = {"pre_seq_len": table.shape[0], "prefix_projection": projection}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    torch.save({"transformer.prefix_encoder.embedding.weight": table}, folder / "pytorch_model.bin")
+    return folder
+
+
+def test_chatglm_ptuning_with_remote_code_flag_loads_natively(monkeypatch):
+    """trust_remote_code=1 on a ChatGLM folder never reaches the auto classes' remote code."""
+    import transformers
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a ChatGLM folder went through the transformers auto classes")
+
+    monkeypatch.setattr("kbqa.llm.loading.load_model", refuse)
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", refuse)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
+    family = "chatglm3"
+    ptuning = chatglm_root() / family / "ptuning"
+    gen = load_generator(
+        f"transformers:{model_dir(family)}?adapter={ptuning}&trust_remote_code=1", load=True
+    )
+    c = next(c for c in reference(family)["cases"] if c["name"] == "history")
+    answer = gen.generate(c["query"], [tuple(h) for h in c["history"]], GREEDY)
+    new = c["ptuning"]["greedy_new_ids"]
+    stops = set(reference(family)["stop_ids"])
+    cut = next((i for i, t in enumerate(new) if t in stops), len(new))
+    assert answer == gen.tokenizer.decode(new[:cut], skip_special_tokens=True)
+
+
+def test_native_glm_reads_a_ptuning_table_the_same_with_remote_code_flag(glm_dir, tmp_path):
+    """On a native model the flag changes nothing: the table becomes peft's prefix either way."""
+    peft = pytest.importorskip("peft")
+    torch.manual_seed(0)
+    table = torch.randn(4, 2 * 2 * 2 * 16) * 2  # pre_seq_len, layers * 2 * kv_heads * head_dim
+    pt = _ptuning_table(tmp_path / "pt", table)
+    plain = load_generator(f"transformers:{glm_dir}?adapter={pt}", load=True)
+    flagged = load_generator(f"transformers:{glm_dir}?adapter={pt}&trust_remote_code=1", load=True)
+    assert isinstance(flagged.model, peft.PeftModel)
+    assert flagged.generate("年假？", (), GREEDY) == plain.generate("年假？", (), GREEDY)
+
+
+def test_projected_ptuning_on_a_native_glm_says_where_it_loads(glm_dir, tmp_path):
+    pt = _ptuning_table(tmp_path / "pt", torch.zeros(4, 32), projection=True)
+    gen = load_generator(f"transformers:{glm_dir}?adapter={pt}&trust_remote_code=1")
+    with pytest.raises(ModelError, match="load only on the ChatGLM-6B/2/3 model"):
+        gen.load()
