@@ -68,3 +68,33 @@ def test_projected_ptuning_on_a_native_glm_says_where_it_loads(glm_dir, tmp_path
     gen = load_generator(f"transformers:{glm_dir}?adapter={pt}&trust_remote_code=1")
     with pytest.raises(ModelError, match="load only on the ChatGLM-6B/2/3 model"):
         gen.load()
+
+
+REMOTE_CODE_NOTICE = "trust_remote_code is ignored"
+
+
+def _notices(caplog):
+    return [r for r in caplog.records if REMOTE_CODE_NOTICE in r.getMessage()]
+
+
+def test_remote_code_flag_on_a_chatglm_folder_is_a_logged_notice(caplog, glm_dir):
+    caplog.set_level("WARNING", logger="kbqa")
+    load_generator(f"transformers:{model_dir('chatglm2')}?trust_remote_code=1")
+    (notice,) = _notices(caplog)
+    assert notice.levelname == "WARNING"
+    text = notice.getMessage()
+    assert str(model_dir("chatglm2")) in text and "chatglm2 checkpoint" in text
+    assert "always loads the ChatGLM formats natively" in text and "drop the flag" in text
+    caplog.clear()
+    load_generator(f"transformers:{model_dir('chatglm2')}")  # no flag: nothing to say
+    load_generator(f"transformers:{glm_dir}?trust_remote_code=1")  # not ChatGLM: the flag counts
+    assert _notices(caplog) == []
+
+
+def test_finetune_with_remote_code_flag_on_a_chatglm_folder_says_it_is_ignored(caplog):
+    from kbqa.finetune.methods import MethodConfig, _load_base
+
+    caplog.set_level("WARNING", logger="kbqa")
+    cfg = MethodConfig(base_model=model_dir("chatglm3"), trust_remote_code=True)
+    _load_base(cfg, "cpu")
+    assert len(_notices(caplog)) == 1

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from kbqa.errors import ModelError
+
+log = logging.getLogger(__name__)
 
 # Formats kbqa loads without remote code (see README "Which model formats load").
 CHATGLM6B = "chatglm6b"  # ChatGLM-6B v1: our own model class (prefix-LM, 2D positions)
@@ -103,3 +106,17 @@ def _check_v1(path: Path, config: dict[str, Any]) -> str:
             "the fp16 chatglm-6b weights with quant=nf4|int8",
         )
     return CHATGLM6B
+
+
+def warn_remote_code_ignored(path: Path, family: str) -> None:
+    """Say that ``trust_remote_code`` does nothing here, rather than ignore it silently.
+
+    A warning, not an error: recipes written for the original remote code pass the flag, and
+    the folder loads fine without it (the user gets what the flag was meant to give).
+    """
+    log.warning(
+        "trust_remote_code is ignored for %s: it is a %s checkpoint, and kbqa always loads the "
+        "ChatGLM formats natively (no code from the model folder runs); drop the flag",
+        path,
+        family,
+    )
