@@ -8,7 +8,7 @@ import pytest
 from chatglm_data import chatglm_root, model_dir, reference
 from tiny_models import build_tiny_glm
 
-from kbqa.errors import ModelError
+from kbqa.errors import BadInput, ModelError
 from kbqa.llm import GenerationConfig, load_generator
 
 torch = pytest.importorskip("torch")
@@ -98,3 +98,88 @@ def test_finetune_with_remote_code_flag_on_a_chatglm_folder_says_it_is_ignored(c
     cfg = MethodConfig(base_model=model_dir("chatglm3"), trust_remote_code=True)
     _load_base(cfg, "cpu")
     assert len(_notices(caplog)) == 1
+
+
+@pytest.fixture
+def renamed_chatglm3(tmp_path):
+    """The ChatGLM3 fixture as a user might keep it: renamed, without the tokenizer's markers."""
+    import shutil
+
+    d = tmp_path / "faq-bot"
+    shutil.copytree(model_dir("chatglm3"), d)
+    for f in d.iterdir():
+        f.chmod(0o644)  # the shared copy is read-only
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["_name_or_path"] = "faq-bot"
+    (d / "config.json").write_text(json.dumps(cfg))
+    (d / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "ChatGLMTokenizer"}))
+    return d
+
+
+def test_format_override_reads_a_renamed_chatglm3_folder(renamed_chatglm3):
+    c = next(c for c in reference("chatglm3")["cases"] if c["name"] == "history")
+    history = [tuple(h) for h in c["history"]]
+    guessed = load_generator(f"transformers:{renamed_chatglm3}")
+    assert guessed.chatglm_family == "chatglm2"  # nothing left to tell it from ChatGLM2
+    assert guessed._render_ids(c["query"], history)[1][0].tolist() != c["input_ids"]
+    gen = load_generator(f"transformers:{renamed_chatglm3}?format=chatglm3")
+    assert gen.chatglm_family == "chatglm3"
+    assert gen._render_ids(c["query"], history)[1][0].tolist() == c["input_ids"]
+    assert gen.stop_ids == reference("chatglm3")["stop_ids"]
+    answer = gen.generate(c["query"], history, GREEDY)
+    stops = set(reference("chatglm3")["stop_ids"])
+    new = c["greedy_new_ids"]
+    cut = next((i for i, t in enumerate(new) if t in stops), len(new))
+    assert answer == gen.tokenizer.decode(new[:cut], skip_special_tokens=True)
+
+
+def test_format_override_that_matches_detection_is_accepted():
+    for family in ("chatglm2", "glm4-chat"):
+        gen = load_generator(f"transformers:{model_dir(family)}?format={family}")
+        assert gen.chatglm_family == family
+
+
+@pytest.mark.parametrize(
+    ("family", "override", "detected"),
+    [("chatglm6b", "chatglm3", "chatglm6b"), ("chatglm2", "glm4-chat", "chatglm2"),
+     ("glm4-chat", "chatglm3", "glm4-chat"), ("chatglm2-int4", "chatglm2", "chatglm2-int4")],
+)  # fmt: skip
+def test_format_override_that_contradicts_config_is_bad_input(family, override, detected):
+    with pytest.raises(BadInput) as e:
+        load_generator(f"transformers:{model_dir(family)}?format={override}")
+    text = str(e.value)
+    assert f"format={override} does not fit" in text and f"a {detected} checkpoint" in text
+    assert "chatglm2 from chatglm3" in text
+
+
+def test_format_override_on_a_non_chatglm_model_is_bad_input(glm_dir, tmp_path):
+    import shutil
+
+    llama = tmp_path / "llama"
+    shutil.copytree(glm_dir, llama)
+    cfg = json.loads((llama / "config.json").read_text())
+    (llama / "config.json").write_text(json.dumps({**cfg, "model_type": "llama"}))
+    with pytest.raises(BadInput, match="no ChatGLM-family model \\(model_type 'llama'\\)"):
+        load_generator(f"transformers:{llama}?format=chatglm3")
+    with pytest.raises(BadInput, match="a glm4-hf checkpoint"):
+        load_generator(f"transformers:{glm_dir}?format=chatglm3")
+
+
+@pytest.mark.parametrize("value", ["chatglm4", "ChatGLM3", "glm4"])
+def test_unknown_format_value_names_the_parameter_and_the_valid_values(value):
+    from kbqa.llm import parse_spec
+
+    with pytest.raises(BadInput) as e:
+        parse_spec(f"transformers:/m?format={value}")
+    text = str(e.value)
+    assert text.startswith("format must be one of") and repr(value) in text
+    for valid in ("chatglm6b", "chatglm2", "chatglm2-int4", "chatglm3", "glm4-chat", "glm4-hf"):
+        assert repr(valid) in text
+
+
+def test_format_is_parsed_from_the_spec():
+    from kbqa.llm import parse_spec
+
+    assert parse_spec("transformers:/m?format=chatglm3&quant=nf4").format == "chatglm3"
+    assert parse_spec("transformers:/m").format is None
+    assert parse_spec("transformers:/m?format=").format is None

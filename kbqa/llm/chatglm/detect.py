@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from kbqa.errors import ModelError
+from kbqa.errors import BadInput, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +19,10 @@ CHATGLM3 = "chatglm3"  # ChatGLM3-6B: ChatGLM2's architecture, role tokens in th
 GLM4_CHAT = "glm4-chat"  # GLM-4-9B-chat in its original remote-code layout, tiktoken tokenizer
 GLM4_HF = "glm4-hf"  # glm-4-9b-chat-hf / GLM-4-0414: transformers' own classes, as is
 FORMATS = (CHATGLM6B, CHATGLM2, CHATGLM2_INT4, CHATGLM3, GLM4_CHAT, GLM4_HF)
+
+# ChatGLM3 is ChatGLM2's architecture with another tokenizer: their config.json files are alike,
+# so the LLM spec's ``format=`` may choose between them (a renamed ChatGLM3 folder needs it).
+_SAME_CONFIG = (CHATGLM2, CHATGLM3)
 
 # Keys every ChatGLM2/3/GLM-4 config.json has; without one the shapes cannot be known.
 _V2_REQUIRED = ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads",
@@ -90,6 +94,30 @@ def detect_format(path: Path, config: dict[str, Any]) -> str | None:
     # ChatGLM3 differs from ChatGLM2 only in its tokenizer: role tokens and a chat template.
     markers = json.dumps(tok_cfg) + str(config.get("_name_or_path", ""))
     return CHATGLM3 if ("<|user|>" in markers or "chatglm3" in markers.lower()) else CHATGLM2
+
+
+def resolve_format(path: Path, config: dict[str, Any], override: str | None = None) -> str | None:
+    """``detect_format``, unless ``override`` (the spec's ``format=``) names the other of
+    ChatGLM2/ChatGLM3; BadInput when the override contradicts what config.json says.
+
+    Example: a ChatGLM3 folder renamed ``faq-bot`` with a bare tokenizer_config.json reads as
+    ``"chatglm2"``; ``resolve_format(path, config, "chatglm3")`` is ``"chatglm3"``.
+    """
+    detected = detect_format(path, config)
+    if override is None or override == detected:
+        return detected
+    if detected in _SAME_CONFIG and override in _SAME_CONFIG:
+        return override
+    what = (
+        f"a {detected} checkpoint"
+        if detected
+        else f"no ChatGLM-family model (model_type {config.get('model_type')!r})"
+    )
+    raise BadInput(
+        f"format={override} does not fit {path}: its config.json is {what}; format= only tells "
+        f"{' from '.join(_SAME_CONFIG)} apart (their config.json files are alike): drop it or "
+        "check the model directory"
+    )
 
 
 def _check_v1(path: Path, config: dict[str, Any]) -> str:
