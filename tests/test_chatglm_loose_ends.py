@@ -183,3 +183,36 @@ def test_format_is_parsed_from_the_spec():
     assert parse_spec("transformers:/m?format=chatglm3&quant=nf4").format == "chatglm3"
     assert parse_spec("transformers:/m").format is None
     assert parse_spec("transformers:/m?format=").format is None
+
+
+def test_int8_generation_on_cpu_does_not_log_the_cast_notice_per_matmul(caplog):
+    pytest.importorskip("bitsandbytes")
+    caplog.set_level("WARNING")
+    gen = load_generator(f"transformers:{model_dir('chatglm2')}?quant=int8&device=cpu", load=True)
+    gen.generate("年假可以按半天休吗？", (), GenerationConfig(max_new_tokens=3))
+    assert [r for r in caplog.records if "MatMul8bitLt" in r.getMessage()] == []
+
+
+def test_int8_cast_filter_drops_that_notice_only(caplog):
+    import logging
+    import warnings
+
+    from kbqa.llm.loading import quiet_int8_cast_notice
+
+    caplog.set_level("WARNING")
+    bnb_log = logging.getLogger("bitsandbytes.autograd._functions")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        quiet_int8_cast_notice()
+        quiet_int8_cast_notice()  # idempotent: one log filter, whatever the number of loads
+        warnings.warn(
+            "MatMul8bitLt: inputs will be cast from torch.float32 to float16", stacklevel=1
+        )
+        warnings.warn("MatMul8bitLt: something else", stacklevel=1)
+    bnb_log.warning("MatMul8bitLt: inputs will be cast from %s to float16", "torch.float32")
+    bnb_log.warning("int8 kernel missing")
+    assert [str(w.message) for w in seen] == ["MatMul8bitLt: something else"]
+    assert [r.getMessage() for r in caplog.records if r.name == bnb_log.name] == [
+        "int8 kernel missing"
+    ]
+    assert len(bnb_log.filters) == 1

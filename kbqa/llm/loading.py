@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from typing import Any
 
 from kbqa.errors import ModelError, missing_package
 from kbqa.llm.spec import TransformersSpec
+
+INT8_CAST_NOTICE = "MatMul8bitLt: inputs will be cast"
+
+
+class _DropInt8CastNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(INT8_CAST_NOTICE)
+
+
+def quiet_int8_cast_notice() -> None:
+    """Drop bitsandbytes' "inputs will be cast ... to float16" notice, that one only.
+
+    int8 kernels quantize fp16 inputs, and kbqa keeps int8's unquantized parts in fp32 on CPU
+    (fastest there), so every int8 matmul casts on purpose; bitsandbytes says so on each call:
+    hundreds of identical lines per answer. It logs it (0.45+) or warns it (0.43/0.44).
+    """
+    warnings.filterwarnings("ignore", message=INT8_CAST_NOTICE, category=UserWarning)
+    logger = logging.getLogger("bitsandbytes.autograd._functions")
+    if not any(isinstance(f, _DropInt8CastNotice) for f in logger.filters):
+        logger.addFilter(_DropInt8CastNotice())
 
 
 def quantization_config(quant: str) -> Any:
@@ -24,6 +46,7 @@ def quantization_config(quant: str) -> Any:
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16,
         )
+    quiet_int8_cast_notice()  # every int8 load goes through here, ChatGLM's native one too
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
