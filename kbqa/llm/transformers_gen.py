@@ -100,6 +100,19 @@ class TransformersGenerator:
             self._model = load_model(self.spec, self.config, self.adapter)
         return self
 
+    def close(self) -> None:
+        """Drop the weights; a generation still running keeps its own reference until it ends."""
+        if self._model is None:
+            return
+        self._model = None
+        import gc
+
+        import torch
+
+        gc.collect()  # the model's modules hold reference cycles
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # give the memory back to other processes on the GPU
+
     @property
     def model(self) -> Any:
         return self.load()._model
