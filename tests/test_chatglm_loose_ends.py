@@ -216,3 +216,12 @@ def test_int8_cast_filter_drops_that_notice_only(caplog):
         "int8 kernel missing"
     ]
     assert len(bnb_log.filters) == 1
+
+
+def test_native_quantized_load_draws_no_progress_bar(capfd):
+    pytest.importorskip("bitsandbytes")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.enable_progress_bar()  # as in a fresh process
+    load_generator(f"transformers:{model_dir('chatglm2')}?quant=int8&device=cpu", load=True)
+    assert "Loading weights" not in capfd.readouterr().err
