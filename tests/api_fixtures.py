@@ -14,7 +14,7 @@ from kbqa.api.app import create_app
 from kbqa.api.security import KeyRing
 from kbqa.config import IngestConfig, Settings, SplitConfig
 from kbqa.kb import KnowledgeBase
-from tests.fakes import HashEmbedder
+from tests.fakes import FakeGenerator, HashEmbedder
 
 LEAVE = "# 休假制度\n\n## 年假\n\n员工入职满一年后，每年享有5天带薪年假。满十年的员工每年享有10天年假。\n"
 TRAVEL = "# 出差标准\n\n一线城市住宿标准为每晚600元，其他城市每晚400元。出差补贴每天100元。\n"
@@ -83,13 +83,14 @@ def wait_job(client: TestClient, job_id: str, headers=None, timeout: float = 30.
     raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
-class EchoLLM:
+class EchoLLM(FakeGenerator):
     """A Generator double that streams the prompt's first characters and counts overlap."""
 
     name = "echo"
     context_window = 4096
 
     def __init__(self, delay: float = 0.0) -> None:
+        super().__init__()
         self.delay = delay
         self.active = 0
         self.max_active = 0

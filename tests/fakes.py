@@ -40,3 +40,33 @@ class HashEmbedder:
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self.embed_passages(texts)
+
+
+class FakeGenerator:
+    """The Generator protocol's lifecycle for test doubles: ``load()``/``close()`` are counted.
+
+    Subclasses give ``stream`` (and may override the rest); answers need no weights.
+    """
+
+    name = "fake-llm"
+    context_window = 4096
+
+    def __init__(self) -> None:
+        self.loads = 0
+        self.closes = 0
+
+    def load(self) -> FakeGenerator:
+        self.loads += 1
+        return self
+
+    def close(self) -> None:
+        self.closes += 1
+
+    def count_tokens(self, text: str) -> int:
+        return len(text)
+
+    def stream(self, prompt, history=(), config=None):
+        yield from ()
+
+    def generate(self, prompt, history=(), config=None) -> str:
+        return "".join(self.stream(prompt, history, config))

@@ -17,7 +17,7 @@ from kbqa.api.security import KeyRing
 from kbqa.config import IngestConfig, Settings, SplitConfig
 from kbqa.kb import KnowledgeBase
 from tests.api_fixtures import ADMIN, KEYS
-from tests.fakes import HashEmbedder
+from tests.fakes import FakeGenerator, HashEmbedder
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +28,7 @@ SHOTS_ENV = "KBQA_SCREENSHOTS"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-class CitingLLM:
+class CitingLLM(FakeGenerator):
     """Streams a short answer citing source [1], slowly enough to watch it arrive."""
 
     name = "citing-test-llm"

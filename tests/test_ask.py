@@ -16,7 +16,7 @@ from kbqa.kb import KnowledgeBase
 from kbqa.prompt import DEFAULT_REFUSAL, load_prompts
 from kbqa.refusal import calibrate, stored
 from kbqa.retrieve import Retriever
-from tests.fakes import HashEmbedder
+from tests.fakes import FakeGenerator, HashEmbedder
 
 LEAVE = "# 休假制度\n\n## 年假\n\n员工入职满一年后，每年享有5天带薪年假。满十年的员工每年享有10天年假。\n"
 TRAVEL = "# 出差标准\n\n一线城市住宿标准为每晚600元，其他城市每晚400元。出差补贴每天100元。\n"
@@ -60,11 +60,8 @@ def test_extractive_answer_cites_its_sources(kb):
 
 
 def test_nothing_relevant_is_refused_without_calling_the_generator(kb):
-    class Boom:
+    class Boom(FakeGenerator):
         name, context_window = "boom", 4096
-
-        def count_tokens(self, text):
-            return len(text)
 
         def stream(self, *a, **k):
             raise AssertionError("the generator must not run for a refusal")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 from kbqa.errors import ModelError
+from kbqa.llm.base import Generator
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,7 @@ class QueuedGenerator:
     request's worth. When the queue is full a caller gets ModelError (HTTP 503) at once.
     """
 
-    def __init__(self, inner: Any, max_waiting: int = 16) -> None:
+    def __init__(self, inner: Generator, max_waiting: int = 16) -> None:
         self.inner = inner
         self.name = inner.name
         self.context_window = inner.context_window
@@ -40,6 +39,10 @@ class QueuedGenerator:
         self._queue: queue.Queue[_Request | None] = queue.Queue(maxsize=max_waiting)
         self._worker = threading.Thread(target=self._loop, name="kbqa-llm", daemon=True)
         self._worker.start()
+
+    def load(self) -> QueuedGenerator:
+        self.inner.load()
+        return self
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
@@ -87,6 +90,8 @@ class QueuedGenerator:
         while True:
             request = self._queue.get()
             if request is None:
+                # Here, not in close(): the request that was running has finished with the model.
+                self.inner.close()
                 return
             if request.cancelled.is_set():
                 continue
@@ -109,5 +114,24 @@ class QueuedGenerator:
                 request.out.put(("error", e))
 
     def close(self) -> None:
-        with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(None)
+        """Stop after the running request; the worker then closes the inner generator.
+
+        Requests still waiting get a ModelError rather than an answer nobody may read (and the
+        sentinel needs a free slot in a full queue).
+        """
+        while True:
+            self._fail_waiting()
+            try:
+                self._queue.put_nowait(None)
+                return
+            except queue.Full:  # callers slipped in since the queue was emptied: again
+                continue
+
+    def _fail_waiting(self) -> None:
+        while True:
+            try:
+                dropped = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if dropped is not None:
+                dropped.out.put(("error", ModelError("the server is shutting down")))

@@ -7,7 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kbqa.api.jobs import JobManager
 from kbqa.api.security import KeyRing
@@ -17,6 +17,14 @@ from kbqa.kb import KnowledgeBase, validate_name
 from kbqa.store.chunks import FILE_NAME as CHUNKS_FILE
 from kbqa.store.indexes import Indexes
 from kbqa.store.manifest import FILE_NAME as MANIFEST
+
+if TYPE_CHECKING:  # for the annotations only: importing these would pull in numpy and models
+    from types import EllipsisType
+
+    from kbqa.api.llm_queue import QueuedGenerator
+    from kbqa.embed import Embedder
+    from kbqa.llm.base import Generator
+    from kbqa.prompt import Prompts
 
 
 class SharedKB(KnowledgeBase):
@@ -105,9 +113,9 @@ class Services:
     """Everything routes need, built once in the lifespan (tests build their own)."""
 
     settings: Settings
-    embedder: Any
-    generator: Any  # a QueuedGenerator, or None for extractive answers
-    prompts: Any
+    embedder: Embedder
+    generator: QueuedGenerator | None  # None: extractive answers
+    prompts: Prompts
     keys: KeyRing
     kbs: KbRegistry
     jobs: JobManager
@@ -117,13 +125,17 @@ class Services:
     def close(self) -> None:
         self.jobs.shutdown()
         self.query_pool.shutdown(wait=False, cancel_futures=True)
-        if self.generator is not None and hasattr(self.generator, "close"):
+        if self.generator is not None:
             self.generator.close()
         self.kbs.close()
 
 
 def build_services(
-    settings: Settings, *, embedder: Any = None, generator: Any = ..., keys: KeyRing | None = None
+    settings: Settings,
+    *,
+    embedder: Embedder | None = None,
+    generator: Generator | None | EllipsisType = ...,
+    keys: KeyRing | None = None,
 ) -> Services:
     """Load the models named by ``settings`` (unless given) and open nothing else yet."""
     from kbqa.api.llm_queue import QueuedGenerator

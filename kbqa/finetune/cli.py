@@ -178,7 +178,10 @@ def finetune(
         bool, typer.Option(help="Write into an --output folder that is not empty.")
     ] = False,
     trust_remote_code: Annotated[
-        bool, typer.Option(help="Run the model folder's own code (ChatGLM2/3).")
+        bool,
+        typer.Option(
+            help="Run the model folder's own code (not the ChatGLM family: it loads natively)."
+        ),
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:

@@ -133,7 +133,11 @@ def _load_base(config: MethodConfig, device: str) -> Any:
     path = config.check_base()
     family, cfg = _chatglm_family(path)
     if family:  # ChatGLM-6B/2/3, GLM-4-9B-chat in their original layouts: no remote code
+        from kbqa.llm.chatglm.detect import warn_remote_code_ignored
         from kbqa.llm.chatglm.loader import load_chatglm
+
+        if config.trust_remote_code:
+            warn_remote_code_ignored(path, family)
 
         quant = "nf4" if config.method == "qlora" else None
         dtype = torch.bfloat16 if config.bf16 else torch.float32

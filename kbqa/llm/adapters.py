@@ -145,18 +145,15 @@ def _apply_ptuning(model: Any, info: AdapterInfo, quantized: bool) -> Any:
     }
     if not state:
         raise BadInput(f"{info.path}: no {PTUNING_PREFIX}* weights in the checkpoint")
-    encoder = getattr(getattr(model, "transformer", None), "prefix_encoder", None)
-    if encoder is not None:  # ChatGLM2/3's own code, sized from pre_seq_len at load time
-        try:
-            encoder.load_state_dict(state)
-        except RuntimeError as e:
-            raise _misfit(info, model, str(e).splitlines()[0]) from None
-        encoder.float()  # the prefix stays fp32 even on a quantized base
-        return model
-    # A native GLM: the ptuning prefix (no projection) is exactly peft's prefix-tuning table.
+    # ChatGLM-6B/2/3 folders get their ptuning prefix in kbqa.llm.chatglm.loader; here the base
+    # is a native transformers model, where a ptuning prefix without projection is exactly
+    # peft's prefix-tuning table.
     if info.prefix_projection:
         raise _misfit(
-            info, model, "prefix_projection=True checkpoints run only with ChatGLM's own code"
+            info,
+            model,
+            "prefix_projection=True checkpoints load only on the ChatGLM-6B/2/3 model they were "
+            "trained on",
         )
     layers, kv_dim = _kv_dims(model)
     emb = state.get("embedding.weight")

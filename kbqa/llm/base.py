@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from kbqa.errors import BadInput
 from kbqa.types import History
@@ -35,11 +35,24 @@ class GenerationConfig:
             )
 
 
+@runtime_checkable
 class Generator(Protocol):
-    """Turns a rendered prompt (plus chat history) into text."""
+    """Turns a rendered prompt (plus chat history) into text.
+
+    Construction checks paths only; ``load()`` does the slow part (weights, a connection) and
+    ``close()`` lets it go. Either may be called more than once.
+    """
 
     name: str
     context_window: int  # tokens the model accepts, prompt and answer together
+
+    def load(self) -> Generator:
+        """Load now what first use would load (weights); returns self, later calls are free."""
+        ...
+
+    def close(self) -> None:
+        """Release weights and connections; a later call loads again."""
+        ...
 
     def count_tokens(self, text: str) -> int: ...
 

@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from typing import Any
 
 from kbqa.errors import ModelError, missing_package
 from kbqa.llm.spec import TransformersSpec
+
+INT8_CAST_NOTICE = "MatMul8bitLt: inputs will be cast"
+
+
+class _DropInt8CastNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(INT8_CAST_NOTICE)
+
+
+def quiet_int8_cast_notice() -> None:
+    """Drop bitsandbytes' "inputs will be cast ... to float16" notice, that one only.
+
+    int8 kernels quantize fp16 inputs, and kbqa keeps int8's unquantized parts in fp32 on CPU
+    (fastest there), so every int8 matmul casts on purpose; bitsandbytes says so on each call:
+    hundreds of identical lines per answer. It logs it (0.45+) or warns it (0.43/0.44).
+    """
+    warnings.filterwarnings("ignore", message=INT8_CAST_NOTICE, category=UserWarning)
+    logger = logging.getLogger("bitsandbytes.autograd._functions")
+    if not any(isinstance(f, _DropInt8CastNotice) for f in logger.filters):
+        logger.addFilter(_DropInt8CastNotice())
 
 
 def quantization_config(quant: str) -> Any:
@@ -24,6 +46,7 @@ def quantization_config(quant: str) -> Any:
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16,
         )
+    quiet_int8_cast_notice()  # every int8 load goes through here, ChatGLM's native one too
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
@@ -38,9 +61,13 @@ def _device(spec: TransformersSpec) -> str:
 
 
 def load_model(spec: TransformersSpec, config: dict[str, Any], adapter: Any = None) -> Any:
-    """Load the model for ``spec`` in eval mode, with its adapter applied."""
+    """Load the model for ``spec`` in eval mode, with its adapter applied.
+
+    ChatGLM-family folders never come here (kbqa.llm.chatglm.loader loads them natively), so a
+    ChatGLM ptuning checkpoint here sits on a native model: peft's prefix table (adapters.py).
+    """
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a "Loading weights" bar per command is noise
@@ -57,12 +84,6 @@ def load_model(spec: TransformersSpec, config: dict[str, Any], adapter: Any = No
             kwargs["dtype"] = torch.float16 if device.startswith("cuda") else torch.float32
     else:
         kwargs["dtype"] = "auto"
-    if adapter is not None and adapter.kind == "chatglm_ptuning" and spec.trust_remote_code:
-        # ChatGLM's own code builds its prefix encoder from the config: size it before loading.
-        hf_config = AutoConfig.from_pretrained(spec.path, trust_remote_code=True)
-        hf_config.pre_seq_len = adapter.pre_seq_len
-        hf_config.prefix_projection = adapter.prefix_projection
-        kwargs["config"] = hf_config
     try:
         model = AutoModelForCausalLM.from_pretrained(spec.path, **kwargs)
     except ImportError as e:

@@ -7,12 +7,14 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from kbqa.errors import BadInput
+from kbqa.llm.chatglm.detect import FORMATS
 
 QUANT_MODES = ("nf4", "int8")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _EXAMPLES = (
-    "transformers:/path/to/model[?quant=nf4|int8&adapter=/path&trust_remote_code=1], "
+    "transformers:/path/to/model[?quant=nf4|int8&adapter=/path&format=chatglm3"
+    "&trust_remote_code=1], "
     "openai:http://host:port/v1?model=NAME"
 )
 
@@ -27,12 +29,16 @@ class TransformersSpec:
     trust_remote_code: bool = False  # other models only: the ChatGLM family loads natively
     device: str | None = None  # None: cuda when available, else cpu
     context_window: int | None = None  # None: read from the model config
+    # None: told from config.json; set it where that cannot tell (a renamed ChatGLM3 folder).
+    format: str | None = None
 
     def __post_init__(self) -> None:
         if not str(self.path):
             raise BadInput("the transformers spec needs a model directory: " + _EXAMPLES)
         if self.quant is not None and self.quant not in QUANT_MODES:
             raise BadInput(f"quant must be one of {list(QUANT_MODES)}, got {self.quant!r}")
+        if self.format is not None and self.format not in FORMATS:
+            raise BadInput(f"format must be one of {list(FORMATS)}, got {self.format!r}")
         if self.device is not None and self.device.split(":")[0] not in ("cpu", "cuda"):
             raise BadInput(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
         if self.context_window is not None and self.context_window <= 0:
@@ -116,7 +122,7 @@ def parse_spec(spec: str) -> LLMSpec:
     if kind == "transformers":
         opts = _query(
             query,
-            ("quant", "adapter", "trust_remote_code", "device", "context_window"),
+            ("quant", "adapter", "trust_remote_code", "device", "context_window", "format"),
             spec,
         )
         if not target:
@@ -128,6 +134,7 @@ def parse_spec(spec: str) -> LLMSpec:
             trust_remote_code=_flag(opts, "trust_remote_code", spec),
             device=opts.get("device") or None,
             context_window=_number(opts, "context_window", int, spec),
+            format=opts.get("format") or None,
         )
     opts = _query(query, ("model", "timeout", "retries", "context_window"), spec)
     kwargs = {

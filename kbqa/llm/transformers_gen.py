@@ -46,12 +46,14 @@ class TransformersGenerator:
     def __init__(self, spec: TransformersSpec) -> None:
         self.spec = spec
         self.config = read_model_config(spec.path)
-        from kbqa.llm.chatglm.detect import GLM4_HF, detect_format
+        from kbqa.llm.chatglm.detect import GLM4_HF, resolve_format, warn_remote_code_ignored
 
         # ChatGLM-6B/2/3 and GLM-4-9B-chat in their original layouts run natively, never through
         # their remote code (trust_remote_code is ignored for them); GLM-4 hf is plain transformers.
-        family = detect_format(spec.path, self.config)
+        family = resolve_format(spec.path, self.config, spec.format)
         self.chatglm_family = family if family not in (None, GLM4_HF) else None
+        if self.chatglm_family and spec.trust_remote_code:
+            warn_remote_code_ignored(spec.path, self.chatglm_family)
         if spec.adapter is not None:
             from kbqa.llm.adapters import inspect_adapter
 
@@ -97,6 +99,19 @@ class TransformersGenerator:
 
             self._model = load_model(self.spec, self.config, self.adapter)
         return self
+
+    def close(self) -> None:
+        """Drop the weights; a generation still running keeps its own reference until it ends."""
+        if self._model is None:
+            return
+        self._model = None
+        import gc
+
+        import torch
+
+        gc.collect()  # the model's modules hold reference cycles
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # give the memory back to other processes on the GPU
 
     @property
     def model(self) -> Any:

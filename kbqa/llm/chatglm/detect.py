@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
-from kbqa.errors import ModelError
+from kbqa.errors import BadInput, ModelError
+
+log = logging.getLogger(__name__)
 
 # Formats kbqa loads without remote code (see README "Which model formats load").
 CHATGLM6B = "chatglm6b"  # ChatGLM-6B v1: our own model class (prefix-LM, 2D positions)
@@ -16,6 +19,10 @@ CHATGLM3 = "chatglm3"  # ChatGLM3-6B: ChatGLM2's architecture, role tokens in th
 GLM4_CHAT = "glm4-chat"  # GLM-4-9B-chat in its original remote-code layout, tiktoken tokenizer
 GLM4_HF = "glm4-hf"  # glm-4-9b-chat-hf / GLM-4-0414: transformers' own classes, as is
 FORMATS = (CHATGLM6B, CHATGLM2, CHATGLM2_INT4, CHATGLM3, GLM4_CHAT, GLM4_HF)
+
+# ChatGLM3 is ChatGLM2's architecture with another tokenizer: their config.json files are alike,
+# so the LLM spec's ``format=`` may choose between them (a renamed ChatGLM3 folder needs it).
+_SAME_CONFIG = (CHATGLM2, CHATGLM3)
 
 # Keys every ChatGLM2/3/GLM-4 config.json has; without one the shapes cannot be known.
 _V2_REQUIRED = ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads",
@@ -89,6 +96,30 @@ def detect_format(path: Path, config: dict[str, Any]) -> str | None:
     return CHATGLM3 if ("<|user|>" in markers or "chatglm3" in markers.lower()) else CHATGLM2
 
 
+def resolve_format(path: Path, config: dict[str, Any], override: str | None = None) -> str | None:
+    """``detect_format``, unless ``override`` (the spec's ``format=``) names the other of
+    ChatGLM2/ChatGLM3; BadInput when the override contradicts what config.json says.
+
+    Example: a ChatGLM3 folder renamed ``faq-bot`` with a bare tokenizer_config.json reads as
+    ``"chatglm2"``; ``resolve_format(path, config, "chatglm3")`` is ``"chatglm3"``.
+    """
+    detected = detect_format(path, config)
+    if override is None or override == detected:
+        return detected
+    if detected in _SAME_CONFIG and override in _SAME_CONFIG:
+        return override
+    what = (
+        f"a {detected} checkpoint"
+        if detected
+        else f"no ChatGLM-family model (model_type {config.get('model_type')!r})"
+    )
+    raise BadInput(
+        f"format={override} does not fit {path}: its config.json is {what}; format= only tells "
+        f"{' from '.join(_SAME_CONFIG)} apart (their config.json files are alike): drop it or "
+        "check the model directory"
+    )
+
+
 def _check_v1(path: Path, config: dict[str, Any]) -> str:
     for key in _V1_REQUIRED:
         if not isinstance(config.get(key), int):
@@ -103,3 +134,17 @@ def _check_v1(path: Path, config: dict[str, Any]) -> str:
             "the fp16 chatglm-6b weights with quant=nf4|int8",
         )
     return CHATGLM6B
+
+
+def warn_remote_code_ignored(path: Path, family: str) -> None:
+    """Say that ``trust_remote_code`` does nothing here, rather than ignore it silently.
+
+    A warning, not an error: recipes written for the original remote code pass the flag, and
+    the folder loads fine without it (the user gets what the flag was meant to give).
+    """
+    log.warning(
+        "trust_remote_code is ignored for %s: it is a %s checkpoint, and kbqa always loads the "
+        "ChatGLM formats natively (no code from the model folder runs); drop the flag",
+        path,
+        family,
+    )

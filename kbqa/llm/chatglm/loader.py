@@ -150,8 +150,11 @@ def attach_ptuning(model: Any, state: dict[str, Any], family: str) -> Any:
 
 def load_for_spec(spec: Any, config: dict[str, Any], family: str, adapter: Any = None) -> Any:
     """The model for an LLM spec over a ChatGLM-family directory, its adapter applied."""
+    from transformers.utils import logging as hf_logging
+
     from kbqa.llm.loading import _device
 
+    hf_logging.disable_progress_bar()  # as load_model: a "Loading weights" bar per command is noise
     device = _device(spec)
     model = load_chatglm(spec.path, config, family, device, spec.quant)
     if adapter is None:
