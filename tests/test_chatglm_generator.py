@@ -151,7 +151,9 @@ def test_api_answers_a_model_load_failure_with_json(tmp_path, monkeypatch):
     (d / "model.safetensors").write_bytes(b"\0" * 16)
     embedder, home = HashEmbedder(), tmp_path / "home"
     build_kb(home, "demo", embedder, {"leave.md": LEAVE})
-    with client_for(home, embedder, generator=load_generator(f"transformers:{d}")) as client:
+    generator = load_generator(f"transformers:{d}")
+    # HashEmbedder scores are low: never refuse, so the question reaches the broken model.
+    with client_for(home, embedder, generator=generator, refusal_threshold=-1.0) as client:
         r = client.post("/v1/kbs/demo/ask", json={"question": "年假有几天？", "top_k": 3})
     assert r.status_code >= 500 and str(d) in r.json()["detail"]
 
