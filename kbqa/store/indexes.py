@@ -11,8 +11,8 @@ from kbqa.errors import Conflict, KbqaError
 from kbqa.lexical import LexicalIndex
 from kbqa.store.base import VectorStore
 from kbqa.store.chunks import ChunkStore
-from kbqa.store.faiss_store import FaissStore
-from kbqa.store.manifest import Manifest, check_vector_store
+from kbqa.store.dense import dense_store, is_remote
+from kbqa.store.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,9 @@ class Indexes:
         (Milvus) is shared, not rebuilt in memory: only a writer (``repair``, under the KB's
         lock) syncs it with SQLite; readers drop its vectors that have no committed chunk.
         """
-        if manifest.vector_store != "faiss":
+        if is_remote(manifest):
             stale = manifest.generation != store.generation()
-            dense = _remote_dense(manifest, store, writer=repair, stale=stale)
+            dense = dense_store(manifest, store, writer=repair, stale=stale)
             lexical = None if stale else LexicalIndex.load(folder)
             rebuilt = stale or lexical is None
             if lexical is None:
@@ -58,7 +58,7 @@ class Indexes:
             return cls(dense, lexical), rebuilt
         if manifest.generation == store.generation():
             dense = _load_or_none(
-                folder, "dense.faiss", lambda: FaissStore.load(folder, manifest.dim)
+                folder, "dense.faiss", lambda: dense_store(manifest, store, folder)
             )
             lexical = _load_or_none(folder, "lexical.npz", lambda: LexicalIndex.load(folder))
             # The checkpoint that wrote the index recorded its chunk count in the manifest: a
@@ -79,7 +79,7 @@ class Indexes:
             # A writer committed since its last checkpoint (or is writing now): the saved
             # index plus the difference, not a flat rebuild of everything (issue 14).
             try:
-                dense = FaissStore.load(folder, manifest.dim)
+                dense = dense_store(manifest, store, folder)
                 if dense is not None:
                     changed = dense.catch_up(store.chunk_ids(), _fetch(store, manifest.dim))
             except (RuntimeError, KbqaError) as exc:  # unreadable or foreign: SQLite decides
@@ -100,10 +100,10 @@ class Indexes:
         create: bool = False,
     ) -> Indexes:
         """Indexes from the chunk store; ``create``: the KB is new (a remote collection too)."""
-        if manifest.vector_store != "faiss":
-            dense = _remote_dense(manifest, store, writer=True, stale=True, create=create)
+        dense = dense_store(manifest, store, writer=True, stale=True, create=create)
+        assert dense is not None  # folder None: a new store, never a missing file
+        if is_remote(manifest):  # the writer's open synced it with SQLite already
             return cls(dense, _lexical(folder, store, fresh=folder is None))
-        dense = FaissStore(manifest.dim)
         for ids, vectors in store.iter_vectors(manifest.dim):
             dense.add(ids, vectors)
         return cls(dense, _lexical(folder, store, fresh=folder is None))
@@ -141,16 +141,6 @@ def _fetch(store: ChunkStore, dim: int, batch: int = 5000):
         return np.concatenate(id_parts), np.concatenate(vec_parts)
 
     return fetch
-
-
-def _remote_dense(
-    manifest: Manifest, store: ChunkStore, writer: bool, stale: bool, create: bool = False
-) -> VectorStore:
-    """The KB's dense index in a vector database; raises BadInput for an unknown kind."""
-    check_vector_store(manifest.vector_store, manifest.name)
-    from kbqa.store.milvus_store import open_for_kb
-
-    return open_for_kb(manifest, store, create=create, writer=writer, stale=stale)
 
 
 def _lexical(folder: Path | None, store: ChunkStore, fresh: bool) -> LexicalIndex:
