@@ -21,7 +21,7 @@ from kbqa.store.chunks import ChunkStore, DocumentRow
 from kbqa.store.dense import creation_settings, drop_dense
 from kbqa.store.indexes import Indexes
 from kbqa.store.manifest import FILE_NAME as MANIFEST
-from kbqa.store.manifest import Manifest
+from kbqa.store.manifest import Manifest, index_versions
 from kbqa.types import Chunk, FileDuplicate, FileFailure, Hit, IngestReport
 
 if TYPE_CHECKING:
@@ -146,6 +146,7 @@ class KnowledgeBase:
                     chunk_size=split.chunk_size,
                     chunk_overlap=split.chunk_overlap,
                     vector_store=vector_store,
+                    versions=index_versions(),
                     **remote,
                 )
                 store = ChunkStore(folder, create=True)
@@ -259,6 +260,7 @@ class KnowledgeBase:
         self.manifest.dense_index = indexes.dense.kind
         self.manifest.generation = self.store.generation()
         self.manifest.counts = self.store.counts()
+        self.manifest.versions = index_versions()  # what built the indexes just saved
         if embedder is not None:
             # The refusal threshold is fitted here, by the one writer, under its lock: readers
             # only read it (kbqa.refusal.threshold_for).
