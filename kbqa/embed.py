@@ -56,7 +56,9 @@ class Embedder(Protocol):
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero), as float32.
 
-    Example: ``l2_normalise(np.array([[3.0, 4.0]]))`` -> ``[[0.6, 0.8]]``.
+
+    >>> l2_normalise(np.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
+    [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
     """
     v = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(v, axis=1, keepdims=True)
@@ -99,7 +101,11 @@ def detect_prefixes(directory: Path) -> tuple[str, str]:
 
     The directory's own sentence-transformers ``prompts`` win; otherwise an e5-family name
     (directory or ``_name_or_path``) means e5's ``query: ``/``passage: ``; otherwise none.
-    Example: ``detect_prefixes(Path("/models/multilingual-e5-base"))`` -> ``("query: ", "passage: ")``.
+
+    >>> detect_prefixes(Path("/models/multilingual-e5-base"))
+    ('query: ', 'passage: ')
+    >>> detect_prefixes(Path("/models/bge-small-zh"))
+    ('', '')
     """
     prompts = _read_json(directory / "config_sentence_transformers.json").get("prompts") or {}
     query = prompts.get("query") or ""
