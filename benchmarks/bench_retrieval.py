@@ -67,8 +67,11 @@ OFF_TOPIC = [
 class CachedEmbedder:
     """The real embedder behind a text-keyed vector cache (benchmarks/out/*.npz)."""
 
+    precision = "fp32"  # cached vectors were embedded in fp32
+
     def __init__(self, inner) -> None:
         self.inner, self.model_id, self.dim = inner, inner.model_id, inner.dim
+        self.batch_size = inner.batch_size
         self.cache: dict[str, np.ndarray] = {}
         for name in ("prefill_q.npz", "prefill_p.npz", "cache.npz"):
             if (OUT / name).is_file():
@@ -84,6 +87,10 @@ class CachedEmbedder:
             vecs = fn([texts[i] for i in todo])
             self.cache.update((keys[i], v) for i, v in zip(todo, vecs, strict=True))
         return np.stack([self.cache[k] for k in keys]) if keys else np.zeros((0, self.dim))
+
+    def load(self) -> CachedEmbedder:
+        self.inner.load()
+        return self
 
     def embed_passages(self, texts):
         return self._embed("p", list(texts), self.inner.embed_passages)

@@ -86,9 +86,12 @@ class AnnouncedEmbedder:
             self._said = True
             self._console.print(f"loading the embedding model {self._label} ...", highlight=False)
             t0 = time.monotonic()
-            if hasattr(self._inner, "load"):
-                self._inner.load()
+            self._inner.load()
             self._console.print(f"model loaded in {time.monotonic() - t0:.1f} s", highlight=False)
+
+    def load(self) -> AnnouncedEmbedder:
+        self._first()
+        return self
 
     def embed_passages(self, texts):
         self._first()

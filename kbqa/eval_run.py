@@ -71,8 +71,17 @@ class QueryVectors:
         self.inner = inner
         self.model_id = inner.model_id
         self.dim = inner.dim
+        self.batch_size = inner.batch_size
         self.vectors = vectors if vectors is not None else {}
         self.replay = True
+
+    @property
+    def precision(self) -> str:
+        return self.inner.precision
+
+    def load(self) -> QueryVectors:
+        self.inner.load()
+        return self
 
     def fill(self, questions: Sequence[str], batch: int = 64) -> QueryVectors:
         todo = list(dict.fromkeys(q for q in questions if q not in self.vectors))

@@ -18,9 +18,10 @@ from kbqa.config import IngestConfig, SplitConfig
 from kbqa.errors import BadInput, Conflict, KbqaError, ModelError, NotFound
 from kbqa.files import collect_files, sha256_file
 from kbqa.store.chunks import ChunkStore, DocumentRow
+from kbqa.store.dense import creation_settings, drop_dense
 from kbqa.store.indexes import Indexes
 from kbqa.store.manifest import FILE_NAME as MANIFEST
-from kbqa.store.manifest import Manifest, check_vector_store
+from kbqa.store.manifest import Manifest, index_versions
 from kbqa.types import Chunk, FileDuplicate, FileFailure, Hit, IngestReport
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ class KnowledgeBase:
         folder = home / validate_name(name)
         if (folder / MANIFEST).is_file():
             return cls.open(home, name)
-        remote = _remote_settings(name, check_vector_store(vector_store, name), milvus_uri)
+        remote = creation_settings(name, vector_store, milvus_uri)
         folder.mkdir(parents=True, exist_ok=True)
         with _lock(folder):
             if not (folder / MANIFEST).is_file():
@@ -145,6 +146,7 @@ class KnowledgeBase:
                     chunk_size=split.chunk_size,
                     chunk_overlap=split.chunk_overlap,
                     vector_store=vector_store,
+                    versions=index_versions(),
                     **remote,
                 )
                 store = ChunkStore(folder, create=True)
@@ -258,6 +260,7 @@ class KnowledgeBase:
         self.manifest.dense_index = indexes.dense.kind
         self.manifest.generation = self.store.generation()
         self.manifest.counts = self.store.counts()
+        self.manifest.versions = index_versions()  # what built the indexes just saved
         if embedder is not None:
             # The refusal threshold is fitted here, by the one writer, under its lock: readers
             # only read it (kbqa.refusal.threshold_for).
@@ -340,11 +343,8 @@ class KnowledgeBase:
     def delete(self) -> None:
         """Delete the whole KB folder (under its lock, so no writer is cut off mid-batch)."""
         with _lock(self.folder):
-            if self.manifest.vector_store == "milvus":
-                from kbqa.store.milvus_store import drop_for_kb
-
-                # First: with Milvus down nothing is deleted, and the command can be retried.
-                drop_for_kb(self.manifest)
+            # First: with Milvus down nothing is deleted, and the command can be retried.
+            drop_dense(self.manifest)
             self.store.close()
             shutil.rmtree(self.folder)
 
@@ -365,7 +365,7 @@ class _Batch:
         self.config: IngestConfig = config
         self.report: IngestReport = report
         self.progress: IngestProgress = progress
-        self.batch_size = max(1, getattr(embedder, "batch_size", 32))
+        self.batch_size = max(1, embedder.batch_size)
         self.stream_above = self.batch_size * 8
         self.pending: list[_FileJob] = []
         self.changed = False
@@ -469,7 +469,7 @@ class _Batch:
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         vectors = self.embedder.embed_passages(texts)
-        precision = getattr(self.embedder, "precision", "fp32")
+        precision = self.embedder.precision
         if precision not in self.kb.manifest.embedding_precisions:
             self.kb.manifest.embedding_precisions.append(precision)  # saved at the checkpoint
         self.progress.chunks_done(len(texts))
@@ -539,20 +539,6 @@ class _Batch:
     def _failed(self, source: str, message: str) -> None:
         self.report.files_failed.append(FileFailure(path=source, error=message))
         self.progress.file_done(source, "failed")
-
-
-def _remote_settings(name: str, vector_store: str, milvus_uri: str | None) -> dict:
-    """The manifest fields of a remote vector store: where it is and the KB's collection."""
-    if vector_store != "milvus":
-        return {}
-    if not milvus_uri:
-        raise BadInput(
-            "--store milvus needs --milvus-uri: http://host:19530 for a Milvus server, or a "
-            "file path ending in .db for embedded milvus-lite"
-        )
-    from kbqa.store.milvus_store import collection_name, normalise_uri
-
-    return {"milvus_uri": normalise_uri(milvus_uri), "milvus_collection": collection_name(name)}
 
 
 def _describe(error: Exception) -> str:

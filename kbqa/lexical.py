@@ -32,7 +32,9 @@ def tokenize(text: str) -> list[str]:
 
     Traditional script is folded to Simplified first: jieba's dictionary is Simplified, and a
     question in either script must find a document in the other (台北辦公室 = 台北办公室).
-    Example: ``tokenize("年假有几天？")`` -> ``["年", "假", "几天"]``.
+
+    >>> tokenize("年假有几天？")
+    ['年', '假', '几天']
     """
     global _jieba_ready
     import jieba

@@ -14,10 +14,18 @@ class HashEmbedder:
     Deterministic and instant, so retrieval tests can assert rankings without a model.
     """
 
+    batch_size = 32
+    precision = "fp32"
+
     def __init__(self, dim: int = 256, model_id: str = "test/hash-embedder") -> None:
         self.dim = dim
         self.model_id = model_id
         self.calls = 0
+        self.loads = 0
+
+    def load(self) -> HashEmbedder:
+        self.loads += 1  # no weights: counted, as FakeGenerator counts its loads
+        return self
 
     def _one(self, text: str) -> np.ndarray:
         v = np.zeros(self.dim, dtype=np.float32)

@@ -224,3 +224,35 @@ def test_batches_are_length_sorted_and_rows_keep_input_order() -> None:
     expected = np.array([[len(t), 1.0] for t in texts])
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
     np.testing.assert_allclose(out, expected, rtol=1e-6)
+
+
+def test_dimension_is_read_from_the_files_without_loading(tiny_e5: Path) -> None:
+    emb = load_embedder(str(tiny_e5), EmbedConfig(batch_size=3))
+    assert emb.dim == 32
+    assert emb._model is None  # type: ignore[attr-defined]
+    assert emb.batch_size == 3
+
+
+def test_dim_from_files_follows_pooling_and_dense(tmp_path: Path) -> None:
+    import json
+
+    from kbqa.embed import dim_from_files
+
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "2_Dense").mkdir()
+    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 8}))
+    assert dim_from_files(tmp_path) == 8  # a bare transformers directory: mean pooling
+    pool = {"word_embedding_dimension": 8, "pooling_mode_mean_tokens": True,
+            "pooling_mode_cls_token": True, "pooling_mode_max_tokens": False}  # fmt: skip
+    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps(pool))
+    modules = [
+        {"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    (tmp_path / "modules.json").write_text(json.dumps(modules))
+    assert dim_from_files(tmp_path) == 16  # two pooling modes concatenated
+    (tmp_path / "2_Dense" / "config.json").write_text(json.dumps({"out_features": 5}))
+    modules.append({"idx": 2, "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    (tmp_path / "modules.json").write_text(json.dumps(modules))
+    assert dim_from_files(tmp_path) == 5
+    assert dim_from_files(tmp_path / "nowhere") is None

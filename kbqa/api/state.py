@@ -149,8 +149,7 @@ def build_services(
         from kbqa.embed import load_embedder
 
         embedder = load_embedder(settings.embedding_model, settings.embed_config())
-        if hasattr(embedder, "load"):
-            embedder.load()
+        embedder.load()
     if generator is ...:
         from kbqa.llm import load_generator
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 
+@runtime_checkable
 class VectorStore(Protocol):
     """An id-addressed set of L2-normalised vectors searched by inner product (= cosine).
 
@@ -17,14 +18,28 @@ class VectorStore(Protocol):
 
     dim: int
 
+    @property
+    def kind(self) -> str:
+        """The index structure (``flat``, ``hnsw``, ``autoindex``), recorded in the manifest."""
+        ...
+
     def __len__(self) -> int: ...
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
 
     def remove(self, ids: np.ndarray) -> None: ...
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Return (scores, ids), each shaped (n_queries, k); missing slots have id -1."""
+    def search(
+        self, queries: np.ndarray, k: int, ef_search: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return (scores, ids), each shaped (n_queries, k); missing slots have id -1.
+
+        ``ef_search`` is the HNSW breadth for stores that have one; ``None``: their default.
+        """
+        ...
+
+    def optimise(self) -> None:
+        """Reshape the index for its size (called at checkpoints, before ``save``)."""
         ...
 
     def save(self, folder: Path) -> None: ...

@@ -32,13 +32,12 @@ class FaissStore:
         self.dim = dim
         self._index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         self._removed: set[int] = set() if removed is None else set(removed.tolist())
+        self._kind = _kind_of(self._index)
 
     @property
     def kind(self) -> str:
-        import faiss
-
-        inner = faiss.downcast_index(self._index.index)
-        return "hnsw" if isinstance(inner, faiss.IndexHNSW) else "flat"
+        """``flat`` or ``hnsw``: known when the index is made or replaced, not per call."""
+        return self._kind
 
     def __len__(self) -> int:
         return int(self._index.ntotal) - len(self._removed)
@@ -137,6 +136,7 @@ class FaissStore:
         if len(ids):
             fresh.add_with_ids(vecs, ids)
         self._index, self._removed = fresh, set()
+        self._kind = _kind_of(fresh)
 
     def save(self, folder: Path) -> None:
         import faiss
@@ -179,6 +179,14 @@ def new_index(dim: int, kind: str = "flat"):
     inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     inner.hnsw.efSearch = HNSW_EF_SEARCH
     return faiss.IndexIDMap2(inner)
+
+
+def _kind_of(index) -> str:
+    """``hnsw`` when the IndexIDMap2 wraps an HNSW index, else ``flat``."""
+    import faiss
+
+    inner = faiss.downcast_index(index.index)
+    return "hnsw" if isinstance(inner, faiss.IndexHNSW) else "flat"
 
 
 def faiss_ids(id_map, n: int) -> np.ndarray:

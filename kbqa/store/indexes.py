@@ -11,8 +11,8 @@ from kbqa.errors import Conflict, KbqaError
 from kbqa.lexical import LexicalIndex
 from kbqa.store.base import VectorStore
 from kbqa.store.chunks import ChunkStore
-from kbqa.store.faiss_store import FaissStore
-from kbqa.store.manifest import Manifest, check_vector_store
+from kbqa.store.dense import dense_store, is_remote
+from kbqa.store.manifest import Manifest, lexical_drift
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +48,21 @@ class Indexes:
         (Milvus) is shared, not rebuilt in memory: only a writer (``repair``, under the KB's
         lock) syncs it with SQLite; readers drop its vectors that have no committed chunk.
         """
-        if manifest.vector_store != "faiss":
+        drift = _drift(folder, manifest)
+        if is_remote(manifest):
             stale = manifest.generation != store.generation()
-            dense = _remote_dense(manifest, store, writer=repair, stale=stale)
-            lexical = None if stale else LexicalIndex.load(folder)
+            dense = dense_store(manifest, store, writer=repair, stale=stale)
+            lexical = None if stale or drift else LexicalIndex.load(folder)
             rebuilt = stale or lexical is None
             if lexical is None:
-                lexical = _lexical(folder, store, fresh=False)
+                lexical = _lexical(folder, store, fresh=drift)
             return cls(dense, lexical), rebuilt
         if manifest.generation == store.generation():
             dense = _load_or_none(
-                folder, "dense.faiss", lambda: FaissStore.load(folder, manifest.dim)
+                folder, "dense.faiss", lambda: dense_store(manifest, store, folder)
             )
-            lexical = _load_or_none(folder, "lexical.npz", lambda: LexicalIndex.load(folder))
+            load = lambda: LexicalIndex.load(folder)  # noqa: E731
+            lexical = None if drift else _load_or_none(folder, "lexical.npz", load)
             # The checkpoint that wrote the index recorded its chunk count in the manifest: a
             # file cut short (or swapped) disagrees. Not SQLite's live count, which a writer
             # may have moved on since.
@@ -79,7 +81,7 @@ class Indexes:
             # A writer committed since its last checkpoint (or is writing now): the saved
             # index plus the difference, not a flat rebuild of everything (issue 14).
             try:
-                dense = FaissStore.load(folder, manifest.dim)
+                dense = dense_store(manifest, store, folder)
                 if dense is not None:
                     changed = dense.catch_up(store.chunk_ids(), _fetch(store, manifest.dim))
             except (RuntimeError, KbqaError) as exc:  # unreadable or foreign: SQLite decides
@@ -87,7 +89,7 @@ class Indexes:
                 dense = None
             if dense is not None:
                 log.info("indexes of %s caught up with the chunk store (%d)", folder, changed)
-                return cls(dense, _lexical(folder, store, fresh=False)), True
+                return cls(dense, _lexical(folder, store, fresh=drift)), True
         log.info("indexes of %s lag the chunk store; rebuilding them from it", folder)
         return cls.rebuild(store, manifest, folder), True
 
@@ -99,14 +101,30 @@ class Indexes:
         folder: Path | None = None,
         create: bool = False,
     ) -> Indexes:
-        """Indexes from the chunk store; ``create``: the KB is new (a remote collection too)."""
-        if manifest.vector_store != "faiss":
-            dense = _remote_dense(manifest, store, writer=True, stale=True, create=create)
-            return cls(dense, _lexical(folder, store, fresh=folder is None))
-        dense = FaissStore(manifest.dim)
+        """Indexes from the chunk store; ``create``: the KB is new (a remote collection too).
+
+        A saved lexical index is reused (only missing chunks tokenised) unless the versions
+        that shape its tokens changed (kbqa.store.manifest.lexical_drift).
+        """
+        fresh = folder is None or bool(lexical_drift(manifest))
+        dense = dense_store(manifest, store, writer=True, stale=True, create=create)
+        assert dense is not None  # folder None: a new store, never a missing file
+        if is_remote(manifest):  # the writer's open synced it with SQLite already
+            return cls(dense, _lexical(folder, store, fresh=fresh))
         for ids, vectors in store.iter_vectors(manifest.dim):
             dense.add(ids, vectors)
-        return cls(dense, _lexical(folder, store, fresh=folder is None))
+        return cls(dense, _lexical(folder, store, fresh=fresh))
+
+
+def _drift(folder: Path, manifest: Manifest) -> bool:
+    """True (with a warning) when the lexical index was built by other tokenising versions."""
+    drift = lexical_drift(manifest)
+    if drift:
+        log.warning(
+            "the lexical index of %s was built with %s; rebuilding it from chunks.sqlite "
+            "(the dense index is kept)", folder, ", ".join(drift),
+        )  # fmt: skip
+    return bool(drift)
 
 
 def _load_or_none(folder: Path, name: str, load):
@@ -141,16 +159,6 @@ def _fetch(store: ChunkStore, dim: int, batch: int = 5000):
         return np.concatenate(id_parts), np.concatenate(vec_parts)
 
     return fetch
-
-
-def _remote_dense(
-    manifest: Manifest, store: ChunkStore, writer: bool, stale: bool, create: bool = False
-) -> VectorStore:
-    """The KB's dense index in a vector database; raises BadInput for an unknown kind."""
-    check_vector_store(manifest.vector_store, manifest.name)
-    from kbqa.store.milvus_store import open_for_kb
-
-    return open_for_kb(manifest, store, create=create, writer=writer, stale=stale)
 
 
 def _lexical(folder: Path | None, store: ChunkStore, fresh: bool) -> LexicalIndex:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -14,6 +15,51 @@ from kbqa.store.atomic import atomic_write_json
 FILE_NAME = "manifest.json"
 FORMAT_VERSION = 1
 VECTOR_STORES = ("faiss", "milvus")
+# The libraries whose version changes the lexical index's tokens: kbqa (stopwords, rules),
+# jieba (its dictionary and cutting: an upgrade changes BM25 tokens) and OpenCC (the
+# Traditional -> Simplified folding before jieba, kbqa.script). faiss is recorded too, for
+# the record only: it reads the files older versions wrote, and vectors do not change.
+LEXICAL_SHAPERS = ("kbqa", "jieba", "opencc")
+_DISTRIBUTIONS = {"jieba": "jieba", "opencc": "opencc-python-reimplemented"}
+
+
+@functools.cache
+def index_versions() -> dict[str, str]:
+    """The versions of what shapes the indexes, as recorded in the manifest at checkpoints."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import faiss
+
+    import kbqa
+
+    found = {"kbqa": kbqa.__version__, "faiss": str(faiss.__version__)}
+    for name, dist in _DISTRIBUTIONS.items():
+        try:
+            found[name] = version(dist)
+        except PackageNotFoundError:
+            found[name] = "missing"
+    return found
+
+
+def lexical_drift(manifest: Manifest) -> list[str]:
+    """What changed since the lexical index was built, as ``"jieba 0.42.0 -> 0.42.1"``.
+
+    Empty when nothing did, or when the manifest predates recorded versions (trusted, as
+    before; the next checkpoint records them).
+
+    >>> old = {**index_versions(), "jieba": "0.0.1"}
+    >>> m = Manifest("demo", "default", "m", 4, 100, 10, versions=old)
+    >>> lexical_drift(m) == [f"jieba 0.0.1 -> {index_versions()['jieba']}"]
+    True
+    """
+    if not manifest.versions:
+        return []
+    now = index_versions()
+    return [
+        f"{name} {manifest.versions.get(name, 'unrecorded')} -> {now[name]}"
+        for name in LEXICAL_SHAPERS
+        if manifest.versions.get(name) != now[name]
+    ]
 
 
 def check_vector_store(kind: str, kb: str) -> str:
@@ -51,6 +97,8 @@ class Manifest:
     format: int = FORMAT_VERSION
     generation: int = 0  # chunks.sqlite generation that dense.faiss and the lexical index hold
     counts: dict[str, int] = field(default_factory=dict)
+    # index_versions() when the indexes were last written; empty: a KB from before issue 17.
+    versions: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
