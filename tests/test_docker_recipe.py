@@ -134,8 +134,8 @@ def test_dockerignore_is_an_allowlist_without_tests_venv_indexes_or_benchmarks()
     assert lines[0] == "*"
     allowed = {line[1:] for line in lines if line.startswith("!")}
     assert allowed == {
-        "pyproject.toml", "README.md", "kbqa", "docker/install.sh", "docker/serve.sh",
-        "docker/wheels",
+        "pyproject.toml", "README.md", "kbqa", "docker/wheels",
+        "docker/install.sh", "docker/serve.sh", "docker/slim.sh",
     }  # fmt: skip
     assert "**/__pycache__" in lines
 
