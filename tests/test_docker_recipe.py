@@ -140,6 +140,44 @@ def test_dockerignore_is_an_allowlist_without_tests_venv_indexes_or_benchmarks()
     assert "**/__pycache__" in lines
 
 
+def test_install_script_refuses_a_folder_without_pyproject(tmp_path):
+    result = subprocess.run(
+        ["bash", str(SCRIPT)],
+        env={**os.environ, "KBQA_SRC": str(tmp_path), "KBQA_VENV": str(tmp_path / "venv")},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "no pyproject.toml" in result.stderr
+    assert not (tmp_path / "venv").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["wheels"], {}, "unknown step 'wheels'"),
+        ([], {"KBQA_TORCH_BUILD": "rocm"}, "KBQA_TORCH_BUILD=rocm"),
+    ],
+)
+def test_install_script_refuses_a_bad_step_or_torch_build(tmp_path, args, env, message):
+    result = subprocess.run(
+        ["bash", str(SCRIPT), *args],
+        env={**os.environ, "KBQA_SRC": str(ROOT), "KBQA_VENV": str(tmp_path / "venv"), **env},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (tmp_path / "venv").exists()
+
+
+def test_slim_script_refuses_a_folder_without_torch(tmp_path):
+    result = subprocess.run(
+        ["sh", str(ROOT / "docker" / "slim.sh"), str(tmp_path)], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "no torch under" in result.stderr
+
+
 @pytest.mark.slow
 def test_install_script_in_a_fresh_venv_builds_a_working_offline_kbqa():
     """The image's recipe: venv, kbqa[milvus] from the checkout, e5 prepared into the cache.
