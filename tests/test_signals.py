@@ -138,3 +138,22 @@ def test_a_kb_too_small_for_swapped_probes_keeps_the_probe_vs_off_topic_placemen
     assert cal.keyword_p05 == 0.0 and cal.swapped_p50 == 0.0
     lo, hi = sorted((cal.offtopic_p90, cal.probe_p10))
     assert lo <= cal.threshold <= hi
+
+
+def test_a_question_naming_its_unit_wants_a_number_in_that_unit():
+    import numpy as np
+
+    from kbqa.retrieve import UNIT_PENALTY, Retrieval
+    from kbqa.signals import has_unit, wanted_unit
+
+    assert wanted_unit("成都分公司的员工人数是多少？") == "人|名"
+    assert wanted_unit("婚假有幾天") == "天"  # Traditional folded first
+    assert wanted_unit("多少钱以上不能收") == "元|块|万"
+    assert wanted_unit("总部几点上班") is None and wanted_unit("为什么要打卡") is None
+    assert has_unit("人|名", "在职员工约 120 名") and has_unit("天", "婚假十三天")
+    assert not has_unit("人|名", "联系电话：028-8555-4321") and has_unit(None, "任何文字")
+    found = Retrieval([], np.zeros(2, np.float32), pool_cosine=0.9)
+    base = found.relevance
+    found.unit_ok = False
+    assert abs(base - found.relevance - UNIT_PENALTY) < 1e-9
+    assert found.signals()["answer_unit_found"] is False
