@@ -35,6 +35,7 @@ def features() -> list[tuple[dict, bool]]:
             "cov": found.coverage,
             "unk": found.unknown,
             "type": found.type_ok,
+            "unit": found.unit_ok,
             "foreign": found.foreign,
             "q": row["question"],
         }
@@ -42,10 +43,13 @@ def features() -> list[tuple[dict, bool]]:
     return out
 
 
-def score(f: dict, w_unk: float, w_type: float, shift: float, w_cov: float = 0.1) -> float:
+def score(
+    f: dict, w_unk: float, w_type: float, shift: float, w_cov: float = 0.1, w_unit: float = 0.1
+) -> float:
     if f["foreign"]:
         return f["cos"] + shift
-    return f["cos"] + w_cov * f["cov"] - w_unk * f["unk"] - (0 if f["type"] else w_type)
+    unit = 0 if f.get("unit", True) else w_unit
+    return f["cos"] + w_cov * f["cov"] - w_unk * f["unk"] - (0 if f["type"] else w_type) - unit
 
 
 def best_threshold(scores: np.ndarray, neg: np.ndarray, max_fr: float = 0.05):

@@ -22,6 +22,7 @@ COVERAGE_WEIGHT = 0.1
 # its report half); docs/benchmarks.md has the method and the rates.
 UNKNOWN_WEIGHT = 0.05  # x share of the question's rare words the KB never mentions
 TYPE_PENALTY = 0.03  # a 多少/几点/哪里 question whose passages hold no number/time/place
+UNIT_PENALTY = 0.1  # a 几天/多少钱/人数 question whose passages hold no number in that unit
 FOREIGN_SHIFT = 0.1  # cross-lingual cosines run lower: an English question on a Chinese KB
 RELEVANCE_POOL = 8  # relevance reads this many fused hits whatever top_k is (calibration too)
 SIGNAL_HITS = 3  # coverage, unknown terms and answer type look at the first hits only
@@ -37,6 +38,7 @@ class Retrieval:
     coverage: float = 0.0  # share of the query's IDF weight found in one of the first hits
     unknown: float = 0.0  # share of its rare words the KB never mentions
     type_ok: bool = True  # the first hits hold what the question word asks for
+    unit_ok: bool = True  # ... and a number in the unit it names (几天: N天)
     foreign: bool = False  # no word of the question is in the KB (another language)
     pool_cosine: float | None = None  # best cosine of the RELEVANCE_POOL first hits
 
@@ -64,6 +66,7 @@ class Retrieval:
             + COVERAGE_WEIGHT * self.coverage
             - UNKNOWN_WEIGHT * self.unknown
             - (0.0 if self.type_ok else TYPE_PENALTY)
+            - (0.0 if self.unit_ok else UNIT_PENALTY)
         )
 
     def signals(self) -> dict[str, float | bool]:
@@ -73,6 +76,7 @@ class Retrieval:
             "coverage": round(self.coverage, 4),
             "unknown_terms": round(self.unknown, 4),
             "answer_type_found": self.type_ok,
+            "answer_unit_found": self.unit_ok,
             "cross_lingual": self.foreign,
             "relevance": round(self.relevance, 4),
         }
@@ -164,7 +168,7 @@ class Retriever:
 def _signals(found: Retrieval, query: str, pool: list[Hit], lexical) -> None:
     """Fill in what ``Retrieval.relevance`` weighs, from the first hits of the fused order."""
     from kbqa.lexical import tokenize
-    from kbqa.signals import answer_type, foreign, has_type, unknown_share
+    from kbqa.signals import answer_type, foreign, has_type, has_unit, unknown_share, wanted_unit
 
     first = [h.text for h in pool[:SIGNAL_HITS]]
     tokens = tokenize(query)
@@ -173,6 +177,8 @@ def _signals(found: Retrieval, query: str, pool: list[Hit], lexical) -> None:
     found.unknown = unknown_share(query, lexical.known, lexical.idf, first)
     kind = answer_type(query)
     found.type_ok = any(has_type(kind, t) for t in first)
+    unit = wanted_unit(query)
+    found.unit_ok = any(has_unit(unit, t) for t in first)
     found.foreign = foreign(query, tokens, lexical.known, lexical.mostly_han())
 
 

@@ -65,6 +65,37 @@ def has_type(kind: str | None, text: str) -> bool:
     return kind is None or bool(_HAS[kind].search(text))
 
 
+# A 几/多少 question naming its unit (几天, 多少钱, 员工人数是多少) wants a number with that unit;
+# passages with only other numbers (a phone number for 员工人数) do not answer it.
+_UNIT_ASKED = re.compile(
+    r"(?:几|多少)\s*(个月|小时|分钟|公里|天|元|钱|块|次|人|名|年|周|倍)|(人数)"
+)
+_UNIT_ALIASES = {"钱": "元|块|万", "块": "元|块", "人": "人|名", "名": "人|名", "人数": "人|名"}
+_COUNT = r"(?:\d+(?:\.\d+)?|[一二两三四五六七八九十百千万半]+)\s*(?:{})"
+
+
+def wanted_unit(question: str) -> str | None:
+    """The unit a 几/多少 question asks its number in, as a regex alternation, or None.
+
+    >>> wanted_unit("年假有几天"), wanted_unit("员工人数是多少"), wanted_unit("总部在哪里")
+    ('天', '人|名', None)
+    """
+    m = _UNIT_ASKED.search(to_simplified(question))
+    if not m:
+        return None
+    unit = m.group(1) or m.group(2)
+    return _UNIT_ALIASES.get(unit, unit)
+
+
+def has_unit(unit: str | None, text: str) -> bool:
+    """Whether ``text`` holds a number in ``unit`` (any text, for no unit).
+
+    >>> has_unit("天", "年假 5 天"), has_unit("人|名", "电话：028-8555-4321")
+    (True, False)
+    """
+    return unit is None or bool(re.search(_COUNT.format(unit), to_simplified(text)))
+
+
 def mostly_han(words: Iterable[str]) -> bool:
     """Whether most of these words (a KB's vocabulary) are Chinese.
 

@@ -48,3 +48,34 @@ def test_a_follow_ups_own_words_pick_the_row():
     table = "| 级别 | 一线城市 |\n| --- | --- |\n| 普通员工 | 450 |\n| 经理 | 650 |"
     answer = extract("经理，普通员工一线城市住宿标准是多少", [hit(table)], focus="那经理呢？")
     assert answer.startswith("级别：经理")
+
+
+FISH = (
+    "蓝线裸顶鲷，又称蓝线白鱼，为鲈形目龙占鱼科的其中一个种。本鱼分布于印度太平洋区。"
+    "本鱼体呈银灰色。体长可达80公分。属肉食性，以甲壳类、头足类和小鱼为食。"
+)
+
+
+def test_the_passages_subject_does_not_pick_the_sentence():
+    # The name is in the question and in the first sentence only (then 本鱼): it picked the
+    # passage; 为食 / 体长 pick the sentence.
+    idf = {"蓝线": 5.7, "裸顶": 5.7, "鲷": 5.2, "为食": 4.4, "体长": 4.0}.get
+    food = extract("蓝线裸顶鲷以什么为食？", [hit(FISH)], idf=lambda t: idf(t, 1.0))
+    assert food.startswith("属肉食性，以甲壳类")
+    size = extract("蓝线裸顶鲷的体长约是多少公分？", [hit(FISH)], idf=lambda t: idf(t, 1.0))
+    assert size.startswith("体长可达80公分。")
+
+
+def test_prose_with_colons_and_semicolons_is_split_into_sentences_not_a_row():
+    prose = (
+        "温泉关（古希腊语：Thermopylae；现代希腊语：Thermopyles），意为热的入口。它的名字源自温泉。"
+    )
+    out = units(prose)
+    assert "它的名字源自温泉。" in out
+    assert not any("温泉关" in u and "名字源自" in u for u in out)
+
+
+def test_a_second_sentence_nearly_as_good_is_kept_within_the_short_limit():
+    text = "年假按司龄计算。满1年不满5年的，年假7天；满5年的，年假10天。"
+    answer = extract("司龄满5年年假几天", [hit(text)])
+    assert "年假10天" in answer and len(answer) <= 130

@@ -74,3 +74,86 @@ def test_a_question_in_a_language_the_kb_lacks_is_judged_by_the_embedding_alone(
     for q in ("연차 휴가는 며칠입니까?", "How many days of annual leave?"):
         a = asker.ask(q, debug=True)
         assert a.debug["cross_lingual"] and not a.refused and a.answer.endswith("]")
+
+
+POLICIES = [
+    "员工每年享有5天带薪年假，满十年享有10天。",
+    "出差住宿标准为每晚600元，经理每晚650元。",
+    "远程办公需要连接公司VPN，账号由IT部开通。",
+    "报销单据须在费用发生后30天内提交财务部。",
+    "新员工试用期为三个月，转正由直属主管评估。",
+    "加班满4小时可申请调休半天，调休须在三个月内用完。",
+    "公务车使用须提前一天在行政系统预约。",
+    "员工体检每年一次，由人力资源部统一安排。",
+    "绩效考核每年12月进行，结果分为五个等级。",
+    "婚假为13天，须在登记结婚后一年内休完。",
+    "仓库晚班为15:00至23:00，夜班补贴每晚50元。",
+    "办公用品每月领取一次，由行政部发放。",
+]
+
+
+def test_calibration_places_the_threshold_with_keyword_probes_and_their_swapped_twins(tmp_path):
+    from kbqa.config import IngestConfig, SplitConfig
+    from kbqa.kb import KnowledgeBase
+    from kbqa.refusal import METHOD, calibrate, keyword_probe, swap_keyword
+    from kbqa.retrieve import Retriever
+    from tests.fakes import HashEmbedder
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i, text in enumerate(POLICIES):
+        (docs / f"p{i}.txt").write_text(text, encoding="utf-8")
+    e = HashEmbedder()
+    kb = KnowledgeBase.open_or_create(tmp_path / "home", "demo", e, "test", SplitConfig())
+    kb.ingest([docs], e, IngestConfig())
+    lexical = kb.indexes.lexical
+    probe, words = keyword_probe(POLICIES[5], lexical)
+    assert probe.endswith("是什么？") and 1 <= len(words) <= 3 and words[0] in POLICIES[5]
+    # the rarest word goes first, so it is the one swapped out
+    assert lexical.idf(words[0]) >= max(lexical.idf(w) for w in words)
+    assert swap_keyword(words, "游泳馆").startswith("游泳馆") and words[0] not in swap_keyword(
+        words, "游泳馆"
+    )
+    cal = calibrate(Retriever(kb, e))
+    assert cal.method == METHOD and cal.keyword_p05 != 0.0 and cal.swapped_p50 != 0.0
+    # at most the keyword probes' 5th percentile, at least the off-topic median
+    assert cal.offtopic_p50 <= cal.threshold <= max(cal.keyword_p05, cal.offtopic_p50)
+    assert 0.0 <= cal.swapped_refused <= 1.0
+
+
+def test_a_kb_too_small_for_swapped_probes_keeps_the_probe_vs_off_topic_placement(tmp_path):
+    from kbqa.config import IngestConfig, SplitConfig
+    from kbqa.kb import KnowledgeBase
+    from kbqa.refusal import calibrate
+    from kbqa.retrieve import Retriever
+    from tests.fakes import HashEmbedder
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text(POLICIES[0], encoding="utf-8")
+    e = HashEmbedder()
+    kb = KnowledgeBase.open_or_create(tmp_path / "home", "demo", e, "test", SplitConfig())
+    kb.ingest([docs], e, IngestConfig())
+    cal = calibrate(Retriever(kb, e))
+    assert cal.keyword_p05 == 0.0 and cal.swapped_p50 == 0.0
+    lo, hi = sorted((cal.offtopic_p90, cal.probe_p10))
+    assert lo <= cal.threshold <= hi
+
+
+def test_a_question_naming_its_unit_wants_a_number_in_that_unit():
+    import numpy as np
+
+    from kbqa.retrieve import UNIT_PENALTY, Retrieval
+    from kbqa.signals import has_unit, wanted_unit
+
+    assert wanted_unit("成都分公司的员工人数是多少？") == "人|名"
+    assert wanted_unit("婚假有幾天") == "天"  # Traditional folded first
+    assert wanted_unit("多少钱以上不能收") == "元|块|万"
+    assert wanted_unit("总部几点上班") is None and wanted_unit("为什么要打卡") is None
+    assert has_unit("人|名", "在职员工约 120 名") and has_unit("天", "婚假十三天")
+    assert not has_unit("人|名", "联系电话：028-8555-4321") and has_unit(None, "任何文字")
+    found = Retrieval([], np.zeros(2, np.float32), pool_cosine=0.9)
+    base = found.relevance
+    found.unit_ok = False
+    assert abs(base - found.relevance - UNIT_PENALTY) < 1e-9
+    assert found.signals()["answer_unit_found"] is False
