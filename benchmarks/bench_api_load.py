@@ -102,7 +102,7 @@ def in_process(home: Path, clients: int, seconds: float, threads: int | None = N
     from kbqa.config import Settings
     from kbqa.kb import KnowledgeBase
     from kbqa.prompt import load_prompts
-    from kbqa.retrieve import Retriever
+    from kbqa.retrieval.retriever import Retriever
     from tests.fakes import HashEmbedder
 
     s, embedder = Settings(home=home), HashEmbedder()

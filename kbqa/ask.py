@@ -7,15 +7,15 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from kbqa.condense import clean_history, condense
 from kbqa.config import AskConfig
 from kbqa.errors import BadInput
 from kbqa.prompt import Prompts, pack_prompt
-from kbqa.retrieve import Retriever
+from kbqa.retrieval.condense import clean_history, condense
+from kbqa.retrieval.retriever import Retriever
 from kbqa.types import Answer, History, Hit
 
 if TYPE_CHECKING:
-    from kbqa.embed import Embedder
+    from kbqa.embed.base import Embedder
     from kbqa.kb import KnowledgeBase
     from kbqa.llm.base import Generator
 
@@ -52,7 +52,7 @@ class Asker:
         """(relevance threshold, where it came from): the user's override, else the calibration."""
         if self.config.refusal_threshold is not None:
             return self.config.refusal_threshold, "override"
-        from kbqa.refusal import threshold_for
+        from kbqa.retrieval.refusal import threshold_for
 
         cal = threshold_for(self.retriever)
         return (cal.threshold, "calibrated") if cal else (1.0, "empty")
@@ -152,7 +152,7 @@ class Asker:
     def _faq(self, question: str, found) -> Any:
         if not self.config.faq or not found.hits:
             return None
-        from kbqa.faq import best_match
+        from kbqa.retrieval.faq import best_match
 
         idf = self.kb.indexes.lexical.idf
         match = best_match(question, found.query_vector, found.hits, self.embedder, idf)

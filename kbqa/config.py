@@ -64,12 +64,12 @@ class EmbedConfig:
     model: str | None = None
     batch_size: int = 32
     device: str | None = None
-    # auto: bf16 / int8 / fp16 where the hardware has it and it matches fp32 (kbqa.embed_precision)
+    # auto: bf16 / int8 / fp16 where the hardware has it and it matches fp32 (kbqa.embed.precision)
     precision: str = "auto"
 
     def __post_init__(self) -> None:
         _positive("embedding batch_size", self.batch_size)
-        from kbqa.embed_precision import check_precision
+        from kbqa.embed.precision import check_precision
 
         object.__setattr__(self, "precision", check_precision(self.precision))
 
@@ -155,7 +155,7 @@ class Settings(BaseSettings):
     default_kb: str = "demo"
     embedding_model: str | None = None
     embedding_batch_size: int = 32
-    embedding_precision: str = "auto"  # auto, fp32, bf16, int8, fp16 (kbqa/embed_precision.py)
+    embedding_precision: str = "auto"  # auto, fp32, bf16, int8, fp16 (kbqa/embed/precision.py)
     chunk_size: int = 400
     chunk_overlap: int = 60
     top_k: int = 5

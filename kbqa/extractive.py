@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from kbqa.lexical import tokenize
+from kbqa.retrieval.lexical import tokenize
 from kbqa.script import to_simplified
 from kbqa.types import Hit
 
@@ -97,7 +97,7 @@ def extract(
     sentences alike, so the rest of the question picks the sentence. The best sentence comes
     first; a second follows when it scores SECOND of the best and both fit in SHORT_CHARS.
     """
-    from kbqa.signals import answer_type, has_type
+    from kbqa.retrieval.signals import answer_type, has_type
 
     kind = answer_type(question)
     q_tokens = set(tokenize(question))

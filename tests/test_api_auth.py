@@ -92,7 +92,7 @@ def test_serve_refuses_an_open_server_beyond_loopback(monkeypatch, tmp_path):
     import uvicorn
     from typer.testing import CliRunner
 
-    from kbqa.cli import app
+    from kbqa.cli.app import app
 
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: calls.append(kw))

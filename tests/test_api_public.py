@@ -76,7 +76,7 @@ def test_serve_beyond_loopback_with_keys_and_public_kbs(monkeypatch, tmp_path):
     import uvicorn
     from typer.testing import CliRunner
 
-    from kbqa.cli import app
+    from kbqa.cli.app import app
 
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: calls.append(kw))

@@ -14,8 +14,8 @@ from kbqa.config import AskConfig, IngestConfig, SplitConfig
 from kbqa.errors import BadInput, Conflict
 from kbqa.kb import KnowledgeBase
 from kbqa.prompt import DEFAULT_REFUSAL, load_prompts
-from kbqa.refusal import calibrate, stored
-from kbqa.retrieve import Retriever
+from kbqa.retrieval.refusal import calibrate, stored
+from kbqa.retrieval.retriever import Retriever
 from tests.fakes import FakeGenerator, HashEmbedder
 
 LEAVE = "# 休假制度\n\n## 年假\n\n员工入职满一年后，每年享有5天带薪年假。满十年的员工每年享有10天年假。\n"
@@ -113,7 +113,7 @@ def test_generative_answer_with_a_tiny_glm(kb, tmp_path):
 
 
 def run_cli(tmp_path, monkeypatch, *args):
-    from kbqa.cli import app
+    from kbqa.cli.app import app
 
     monkeypatch.setenv("KBQA_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("KBQA_EMBEDDING_MODEL", "")
@@ -121,7 +121,7 @@ def run_cli(tmp_path, monkeypatch, *args):
 
 
 def test_cli_ask_json_and_errors(kb, tmp_path, monkeypatch):
-    monkeypatch.setattr("kbqa.cli.embedder_for", lambda spec: HashEmbedder())
+    monkeypatch.setattr("kbqa.cli.common.embedder_for", lambda spec: HashEmbedder())
     r = run_cli(tmp_path, monkeypatch, "ask", "婚假有多少天", "--kb", "demo", "--json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
@@ -143,7 +143,7 @@ def test_template_without_question_is_a_clear_error(tmp_path):
 
 def test_refusal_thresholds_relevance_not_the_bare_cosine():
     """Lexical coverage lifts a question that shares the passage's rare words."""
-    from kbqa.retrieve import COVERAGE_WEIGHT, Retrieval
+    from kbqa.retrieval.retriever import COVERAGE_WEIGHT, Retrieval
     from kbqa.types import Hit
 
     hit = Hit(1, 1, "a.md", "年假为五天", 0.85, {})

@@ -10,7 +10,7 @@ import pytest
 from chatglm_data import FAMILIES, chatglm_root, model_dir, reference
 from typer.testing import CliRunner
 
-from kbqa.cli import app
+from kbqa.cli.app import app
 from kbqa.errors import ModelError
 from kbqa.llm import GenerationConfig, load_generator
 from kbqa.llm.chatglm.chat_format import v1_response

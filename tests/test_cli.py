@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kbqa.cli import app
+from kbqa.cli.app import app
 from tests.tiny_models import build_tiny_sentence_transformer
 
 ROOT = Path(__file__).resolve().parents[1]

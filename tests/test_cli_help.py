@@ -8,8 +8,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from kbqa.cli import app
-from kbqa.cli_help import EXAMPLES
+from kbqa.cli.app import app
+from kbqa.cli.help import EXAMPLES
 from tests.test_cli import tiny_model  # noqa: F401 - the session fixture
 
 
@@ -91,9 +91,9 @@ def test_kb_delete_asks_in_a_terminal_only(run, tmp_path, monkeypatch):
     docs.mkdir()
     (docs / "a.md").write_text("员工每年享有5天带薪年假。\n", encoding="utf-8")
     run("ingest", str(docs), "--kb", "hr", "--json")
-    import kbqa.cli
+    import kbqa.cli.kbs
 
-    real = kbqa.cli.sys
+    real = kbqa.cli.kbs.sys
 
     class Terminal:  # CliRunner swaps sys.stdin for a pipe-like object; say it is a tty
         def __getattr__(self, name):
@@ -105,7 +105,7 @@ def test_kb_delete_asks_in_a_terminal_only(run, tmp_path, monkeypatch):
             stdin.isatty = lambda: True
             return stdin
 
-    monkeypatch.setattr(kbqa.cli, "sys", Terminal())
+    monkeypatch.setattr(kbqa.cli.kbs, "sys", Terminal())
     no = run("kb", "delete", "hr", input="n\n", code=1)
     assert "Delete knowledge base 'hr'" in no.output
     assert (tmp_path / "indexes" / "hr").is_dir()

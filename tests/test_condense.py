@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from kbqa.ask import Asker
-from kbqa.condense import MAX_TURN_CHARS, MAX_TURNS, clean_history, condense, condense_rules
 from kbqa.config import AskConfig
 from kbqa.prompt import load_prompts
+from kbqa.retrieval.condense import (
+    MAX_TURN_CHARS,
+    MAX_TURNS,
+    clean_history,
+    condense,
+    condense_rules,
+)
 from tests.api_fixtures import LEAVE, TRAVEL, VPN, build_kb
 from tests.fakes import HashEmbedder
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kbqa.cli import app
+from kbqa.cli.app import app
 from kbqa.errors import BadInput
-from kbqa.evaluate import (
+from kbqa.evaluate.metrics import (
     char_f1,
     contains_answer,
     latency,
@@ -142,7 +142,7 @@ def test_cmrc_trial_set_reads_as_256_documents_and_1000_questions():
 def cli(tmp_path, monkeypatch):
     monkeypatch.setenv("KBQA_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr("kbqa.cli.embedder_for", lambda spec: HashEmbedder())
+    monkeypatch.setattr("kbqa.cli.common.embedder_for", lambda spec: HashEmbedder())
     runner = CliRunner()
 
     def run(*args: str, code: int = 0):

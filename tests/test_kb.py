@@ -13,7 +13,8 @@ import pytest
 
 from kbqa.config import IngestConfig, SplitConfig
 from kbqa.errors import BadInput, Conflict, NotFound
-from kbqa.kb import KnowledgeBase, _lock, list_kbs, validate_name
+from kbqa.kb import KnowledgeBase, list_kbs, validate_name
+from kbqa.store.lock import writer_lock
 from tests.fakes import HashEmbedder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -210,10 +211,10 @@ def test_stale_indexes_are_rebuilt_by_readers_and_repaired_by_the_next_writer(
 
 def test_one_writer_at_a_time(tmp_path, corpus, embedder):
     kb = make_kb(tmp_path, embedder)
-    with _lock(kb.folder), pytest.raises(Conflict, match="another process is writing"):
-        from kbqa import kb as kb_module
+    with writer_lock(kb.folder), pytest.raises(Conflict, match="another process is writing"):
+        from kbqa.store import lock as kb_module
 
-        with kb_module._lock(kb.folder, timeout=0.1):
+        with kb_module.writer_lock(kb.folder, timeout=0.1):
             pass
 
 
@@ -305,10 +306,10 @@ def test_a_file_failing_mid_stream_leaves_no_partial_chunks(tmp_path, embedder, 
     docs = tmp_path / "docs"
     write(docs, "big.txt", "内容。\n\n" * 10)
     write(docs, "ok.md", LEAVE)
-    import kbqa.split
+    import kbqa.ingest.split
     from kbqa.types import Chunk
 
-    real = kbqa.split.split_documents
+    real = kbqa.ingest.split.split_documents
 
     def failing(documents, config):
         documents = list(documents)
@@ -318,7 +319,7 @@ def test_a_file_failing_mid_stream_leaves_no_partial_chunks(tmp_path, embedder, 
             raise OSError("disk read error")
         yield from real(documents, config)
 
-    monkeypatch.setattr(kbqa.split, "split_documents", failing)
+    monkeypatch.setattr(kbqa.ingest.split, "split_documents", failing)
     kb = make_kb(tmp_path, embedder)
     report = kb.ingest([docs], embedder, IngestConfig())
     assert [Path(f.path).name for f in report.files_failed] == ["big.txt"]

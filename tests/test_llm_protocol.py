@@ -139,7 +139,7 @@ def test_services_fields_are_typed_without_importing_models_at_load():
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     from kbqa.api import state
-    from kbqa.embed import Embedder
+    from kbqa.embed.base import Embedder
     from kbqa.prompt import Prompts
 
     names = {"QueuedGenerator": QueuedGenerator, "Embedder": Embedder, "Prompts": Prompts}

@@ -11,8 +11,8 @@ import pytest
 
 from kbqa.config import LoadConfig, SplitConfig
 from kbqa.errors import BadInput, NotFound
-from kbqa.loaders import SEGMENT_CHARS, SUPPORTED, load
-from kbqa.split import split_documents
+from kbqa.ingest.loaders import SEGMENT_CHARS, SUPPORTED, load
+from kbqa.ingest.split import split_documents
 from kbqa.types import Document
 
 CFG = LoadConfig()

@@ -258,7 +258,7 @@ def test_deleting_a_kb_drops_its_collection(tmp_path, corpus, embedder, uri, nam
 
 def test_cli_creates_a_milvus_kb_and_keeps_its_store(tmp_path, corpus, uri, monkeypatch):
     monkeypatch.setenv("KBQA_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr("kbqa.cli.embedder_for", lambda spec: HashEmbedder(dim=64))
+    monkeypatch.setattr("kbqa.cli.common.embedder_for", lambda spec: HashEmbedder(dim=64))
     runner = CliRunner()
 
     def run(*args: str, code: int = 0):
@@ -266,7 +266,7 @@ def test_cli_creates_a_milvus_kb_and_keeps_its_store(tmp_path, corpus, uri, monk
         assert result.exit_code == code, result.output
         return result
 
-    from kbqa.cli import app
+    from kbqa.cli.app import app
 
     run("ingest", str(corpus), "--kb", "m", "--store", "milvus", code=2)
     run("ingest", str(corpus), "--kb", "m", "--store", "chroma", "--milvus-uri", uri, code=2)

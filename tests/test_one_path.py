@@ -11,12 +11,12 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from kbqa.api.app import create_app
-from kbqa.cli import app
+from kbqa.cli.app import app
 from kbqa.config import EmbedConfig, Settings
-from kbqa.embed import load_embedder
+from kbqa.embed.factory import load_embedder
 from kbqa.kb import KnowledgeBase
-from kbqa.refusal import EXTRA_KEY, METHOD, threshold_for
-from kbqa.retrieve import Retriever
+from kbqa.retrieval.refusal import EXTRA_KEY, METHOD, threshold_for
+from kbqa.retrieval.retriever import Retriever
 from tests.tiny_models import build_tiny_sentence_transformer
 
 SAMPLE = Path(__file__).resolve().parents[1] / "ingest"

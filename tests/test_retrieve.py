@@ -10,7 +10,7 @@ import pytest
 from kbqa.config import IngestConfig, RetrieveConfig, SplitConfig
 from kbqa.errors import BadInput, Conflict
 from kbqa.kb import KnowledgeBase
-from kbqa.retrieve import Retriever, merge_adjacent, rrf
+from kbqa.retrieval.retriever import Retriever, merge_adjacent, rrf
 from kbqa.store.faiss_store import FaissStore, new_index
 from kbqa.types import Hit
 from tests.fakes import HashEmbedder

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from kbqa import split
 from kbqa.config import SplitConfig
-from kbqa.split import split_documents, split_text
+from kbqa.ingest import split
+from kbqa.ingest.split import split_documents, split_text
 from kbqa.types import Document
 
 SENTENCES = [

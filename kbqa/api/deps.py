@@ -105,7 +105,7 @@ AdminDep = Annotated[Principal, Depends(require_admin)]
 
 
 def make_retriever(services: Services, kb: SharedKB):
-    from kbqa.retrieve import Retriever
+    from kbqa.retrieval.retriever import Retriever
 
     return Retriever(kb, services.embedder, services.settings.retrieve_config())
 

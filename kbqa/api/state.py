@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # for the annotations only: importing these would pull in num
     from types import EllipsisType
 
     from kbqa.api.llm_queue import QueuedGenerator
-    from kbqa.embed import Embedder
+    from kbqa.embed.base import Embedder
     from kbqa.llm.base import Generator
     from kbqa.prompt import Prompts
 
@@ -146,7 +146,7 @@ def build_services(
     settings.ask_config()
     apply_credentials(settings)
     if embedder is None:
-        from kbqa.embed import load_embedder
+        from kbqa.embed.factory import load_embedder
 
         embedder = load_embedder(settings.embedding_model, settings.embed_config())
         embedder.load()

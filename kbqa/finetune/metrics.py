@@ -91,7 +91,7 @@ def answer_scores(
     predictions: Sequence[str], references: Sequence[str], refusal: str
 ) -> dict[str, float | None]:
     """kbqa.evaluate's answer metrics (CMRC char F1, containment, refusal) plus exact match."""
-    from kbqa.evaluate import char_f1, contains_answer, refusal_metrics
+    from kbqa.evaluate.metrics import char_f1, contains_answer, refusal_metrics
 
     n = max(len(predictions), 1)
     pairs = list(zip(predictions, references, strict=True))

@@ -1,0 +1,1 @@
+"""Embedding stage: texts -> L2-normalised vectors (protocol, factory, implementations)."""
