@@ -269,7 +269,7 @@ def pipeline(n: int = 100_000, queries: int = 200, kind: str = "flat") -> dict:
             exact.add(ids, copy)
         lexical.add_tokens(ids, tokens[:take])
     kb.store.commit()
-    kb._indexes, kb._loaded_generation = Indexes(dense, lexical), kb.store.generation()
+    kb._publish(Indexes(dense, lexical), kb.store.generation(), kb.manifest)
     retriever = Retriever(kb, live, RetrieveConfig(top_k=5))
     live.embed_queries(["预热"])
     sample = [q for q, _ in questions[:: max(1, len(questions) // queries)]][:queries]

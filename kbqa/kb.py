@@ -1,10 +1,10 @@
-"""KnowledgeBase: open, ingest, remove, delete and search one KB folder; the only KB writer."""
+"""KnowledgeBase: one KB folder opened for reading (from many threads); writes go through writer()."""
 
 from __future__ import annotations
 
 import re
 import shutil
-import time
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,19 +14,19 @@ import numpy as np
 
 from kbqa.config import IngestConfig, SplitConfig
 from kbqa.errors import BadInput, Conflict, NotFound
-from kbqa.ingest.batch import Batch
-from kbqa.ingest.files import collect_files
-from kbqa.ingest.progress import IngestCancelled, IngestProgress, NoProgress, check_cancel
+from kbqa.ingest.progress import IngestProgress
+from kbqa.store.chunks import FILE_NAME as CHUNKS_FILE
 from kbqa.store.chunks import ChunkStore, DocumentRow
 from kbqa.store.dense import creation_settings, drop_dense
 from kbqa.store.indexes import Indexes
-from kbqa.store.lock import remove_temp_files, writer_lock
+from kbqa.store.lock import writer_lock
 from kbqa.store.manifest import FILE_NAME as MANIFEST
 from kbqa.store.manifest import Manifest, index_versions
-from kbqa.types import FileFailure, Hit, IngestReport
+from kbqa.types import Hit, IngestReport
 
 if TYPE_CHECKING:
     from kbqa.embed.base import Embedder
+    from kbqa.ingest.writer import KbWriter
 
 _NAME = re.compile(r"[^\W_][\w.-]{0,63}")
 
@@ -52,15 +52,23 @@ def list_kbs(home: Path) -> list[str]:
 
 
 class KnowledgeBase:
-    """One KB folder: ``manifest.json``, ``chunks.sqlite`` (source of truth), derived indexes."""
+    """One KB folder: ``manifest.json``, ``chunks.sqlite`` (source of truth), derived indexes.
 
-    def __init__(self, folder: Path, manifest: Manifest, store: ChunkStore, writable: bool) -> None:
+    Read from many threads at once (the API keeps one per KB). It only ever sees committed
+    SQLite state (WAL) and indexes loaded or caught up from it; ``writer()`` is the one way to
+    change the folder, on indexes of its own that readers get only when it checkpoints.
+    """
+
+    def __init__(self, folder: Path, manifest: Manifest, store: ChunkStore) -> None:
         self.folder = folder
         self.manifest = manifest
         self.store = store
-        self.writable = writable
         self._indexes: Indexes | None = None
         self._loaded_generation = -1
+        self._reload = threading.Lock()
+        self._writers = 0  # writers open on this object: readers keep what was published
+        # A KB deleted and created again under the same name is another file (KbRegistry).
+        self.inode = (folder / CHUNKS_FILE).stat().st_ino
 
     @property
     def name(self) -> str:
@@ -78,7 +86,7 @@ class KnowledgeBase:
                 f"knowledge base {name!r} does not exist in {home} (known: {known}); "
                 f"create it with: kbqa ingest PATH --kb {name}"
             )
-        return cls(folder, Manifest.load(folder), ChunkStore(folder), writable=True)
+        return cls(folder, Manifest.load(folder), ChunkStore(folder))
 
     @classmethod
     def open_or_create(
@@ -145,13 +153,37 @@ class KnowledgeBase:
 
     @property
     def indexes(self) -> Indexes:
-        """The derived indexes, reloaded when the store has moved on since they were loaded."""
-        generation = self.store.generation()
-        if self._indexes is None or generation != self._loaded_generation:
-            self.manifest = Manifest.load(self.folder)
-            self._indexes, _ = Indexes.open(self.folder, self.store, self.manifest)
+        """The derived indexes, reloaded when the store has moved on since they were loaded.
+
+        While a writer of this object is open they stay as its last checkpoint published them.
+        """
+        # Read the generation before the indexes: _publish sets the indexes first.
+        loaded, current = self._loaded_generation, self._indexes
+        if current is not None and (self._writers or loaded == self.store.generation()):
+            return current
+        # One thread reloads after a writer commits; the others wait instead of each rebuilding.
+        with self._reload:
+            generation = self.store.generation()
+            if self._indexes is not None and (
+                self._writers or generation == self._loaded_generation
+            ):
+                return self._indexes
+            try:
+                self.manifest = Manifest.load(self.folder)
+                self._indexes, _ = Indexes.open(self.folder, self.store, self.manifest)
+            except OSError as e:
+                if (self.folder / MANIFEST).is_file():
+                    raise
+                # Deleted while this request was on its way: as if it had come a moment later.
+                raise NotFound(f"knowledge base {self.name!r} was deleted") from e
             self._loaded_generation = generation
-        return self._indexes
+            return self._indexes
+
+    def _publish(self, indexes: Indexes | None, generation: int, manifest: Manifest) -> None:
+        """A writer's checkpoint: readers move on to ``indexes`` (None: load the saved files)."""
+        with self._reload:
+            self._indexes, self._loaded_generation = indexes, generation
+            self.manifest = manifest
 
     def dense_search(self, query_vectors: np.ndarray, k: int) -> list[list[Hit]]:
         scores, ids = self.indexes.dense.search(query_vectors, k)
@@ -201,34 +233,16 @@ class KnowledgeBase:
     # -- writing ------------------------------------------------------------------------------
 
     @contextmanager
-    def _writing(self) -> Iterator[Indexes]:
-        """Hold the KB's writer lock; repair indexes a crashed writer left behind."""
-        with writer_lock(self.folder):
-            remove_temp_files(self.folder)
-            self.manifest = Manifest.load(self.folder)
-            # repair: under the lock a remote store may be synced with SQLite (no one else writes).
-            indexes, rebuilt = Indexes.open(self.folder, self.store, self.manifest, repair=True)
-            if rebuilt:
-                self._checkpoint(indexes)
-            self._indexes, self._loaded_generation = indexes, self.store.generation()
-            yield indexes
+    def writer(self) -> Iterator[KbWriter]:
+        """The KB's one writer: holds its lock (WriterBusy if another process has it)."""
+        from kbqa.ingest.writer import KbWriter
 
-    def _checkpoint(self, indexes: Indexes, embedder: Embedder | None = None) -> None:
-        # Indexes first, manifest last: the manifest's generation is the commit point, so a
-        # crash in between is seen as stale indexes and repaired, never trusted.
-        indexes.save(self.folder)
-        self._indexes, self._loaded_generation = indexes, self.store.generation()
-        self.manifest.dense_index = indexes.dense.kind
-        self.manifest.generation = self.store.generation()
-        self.manifest.counts = self.store.counts()
-        self.manifest.versions = index_versions()  # what built the indexes just saved
-        if embedder is not None:
-            # The refusal threshold is fitted here, by the one writer, under its lock: readers
-            # only read it (kbqa.retrieval.refusal.threshold_for).
-            from kbqa.retrieval.refusal import EXTRA_KEY, fit_at_checkpoint
-
-            self.manifest.extra[EXTRA_KEY] = fit_at_checkpoint(self, embedder)
-        self.manifest.save(self.folder)
+        with KbWriter.open(self) as writer:
+            self._writers += 1
+            try:
+                yield writer
+            finally:
+                self._writers -= 1
 
     def ingest(
         self,
@@ -237,50 +251,17 @@ class KnowledgeBase:
         config: IngestConfig,
         progress: IngestProgress | None = None,
     ) -> IngestReport:
-        """Ingest files and folders: unchanged files are skipped by sha256, changed ones replaced.
+        """One batch in a writer of its own (KbWriter.ingest), checked before the lock is taken."""
+        from kbqa.ingest.writer import plan
 
-        Each file is committed in its own transaction, so a crash loses at most the file in
-        flight; a failing file is recorded with its error and the batch goes on.
-        """
-        started = time.monotonic()
-        progress = progress or NoProgress()
-        report = IngestReport(kb=self.name)
-        broken: list[tuple[str, str]] = []
-        files = collect_files(
-            paths, config.include, config.exclude, skip_under=self.folder.parent, broken=broken
-        )
-        report.files_seen = len(files) + len(broken)
-        report.files_failed.extend(FileFailure(path=p, error=e) for p, e in broken)
-        self.check_embedder(embedder)
-        self.check_split(config.split)
-        progress.start(len(files))
-        check_cancel(progress, report)
-        with self._writing() as indexes:
-            batch = Batch(self, indexes, embedder, config, report, progress)
-            try:
-                for path in files:
-                    check_cancel(progress, report)
-                    batch.visit(path)
-                batch.flush()
-            except IngestCancelled:
-                if batch.changed:  # what was committed is checkpointed, as at the end
-                    self._checkpoint(indexes)
-                raise
-            if batch.changed:
-                self._checkpoint(indexes, embedder)
-        report.seconds = time.monotonic() - started
-        return report
+        planned = plan(self, paths, embedder, config, progress)
+        with self.writer() as writer:
+            return writer.run(planned, embedder, config)
 
     def remove(self, source: str) -> tuple[str, int]:
-        """Remove one document (by source path, or a unique suffix of it); returns (source, chunks)."""
-        with self._writing() as indexes:
-            doc = self.find_document(source)
-            self.store.begin()
-            removed = self.store.delete_document(doc.id)
-            self.store.commit()
-            indexes.remove(removed)
-            self._checkpoint(indexes)
-        return doc.source, len(removed)
+        """Remove one document in a writer of its own (KbWriter.remove); returns (source, chunks)."""
+        with self.writer() as writer:
+            return writer.remove(source)
 
     def find_document(self, source: str) -> DocumentRow:
         """The document whose source equals ``source``, its resolved path, or ends with it."""

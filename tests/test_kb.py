@@ -335,3 +335,30 @@ def test_ingesting_a_folder_that_holds_the_kb_home_skips_the_indexes(tmp_path, c
     assert report.files_seen == 3 and report.files_failed == []
     report = kb.ingest([corpus], embedder, IngestConfig())
     assert report.files_seen == 3 and report.files_unchanged == 3
+
+
+def test_readers_of_the_writers_kb_see_its_indexes_only_at_checkpoints(tmp_path, corpus, embedder):
+    """kb.writer() works on indexes of its own: the same KnowledgeBase's searches keep the last
+    published state until the writer checkpoints, and never a half-applied batch."""
+    kb = make_kb(tmp_path, embedder)
+    kb.ingest([corpus / "leave.md"], embedder, IngestConfig())
+    more = write(tmp_path / "more", "vpn.txt", VPN)
+    seen_during: list[list[str]] = []
+
+    class Watch:  # IngestProgress: file_done comes after the file's transaction committed
+        def start(self, total_files: int) -> None:
+            pass
+
+        def file_done(self, path: str, status: str) -> None:
+            seen_during.append([h.source for h in kb.search("VPN客户端", 5, embedder)])
+
+        def chunks_done(self, n: int) -> None:
+            pass
+
+    with kb.writer() as writer:
+        report = writer.ingest([more], embedder, IngestConfig(checkpoint_seconds=3600), Watch())
+        assert report.files_added == 1
+        assert str(more.resolve()) in [h.source for h in kb.search("VPN客户端", 5, embedder)]
+    assert seen_during and all(str(more.resolve()) not in s for s in seen_during)
+    assert kb.store.document(str(more.resolve())) is not None  # committed before the checkpoint
+    assert not hasattr(kb, "writable")

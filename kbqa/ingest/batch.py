@@ -20,7 +20,8 @@ from kbqa.store.indexes import Indexes
 from kbqa.types import Chunk, FileDuplicate, FileFailure, IngestReport
 
 if TYPE_CHECKING:
-    from kbqa.kb import KnowledgeBase
+    from kbqa.embed.base import Embedder
+    from kbqa.ingest.writer import KbWriter
 
 # Chunks of small files are pooled up to this many embedding batches before they are embedded.
 POOL_BATCHES = 4
@@ -46,10 +47,17 @@ class Batch:
     memory comfortably is streamed: embedded and inserted batch by batch inside its transaction.
     """
 
-    def __init__(self, kb, indexes, embedder, config, report, progress) -> None:
-        self.kb: KnowledgeBase = kb
-        self.store: ChunkStore = kb.store
-        self.indexes: Indexes = indexes
+    def __init__(
+        self,
+        writer: KbWriter,
+        embedder: Embedder,
+        config: IngestConfig,
+        report: IngestReport,
+        progress: IngestProgress,
+    ) -> None:
+        self.writer = writer
+        self.store: ChunkStore = writer.store
+        self.indexes: Indexes = writer.indexes
         self.embedder = embedder
         self.config: IngestConfig = config
         self.report: IngestReport = report
@@ -159,8 +167,8 @@ class Batch:
     def _embed(self, texts: list[str]) -> np.ndarray:
         vectors = self.embedder.embed_passages(texts)
         precision = self.embedder.precision
-        if precision not in self.kb.manifest.embedding_precisions:
-            self.kb.manifest.embedding_precisions.append(precision)  # saved at the checkpoint
+        if precision not in self.writer.manifest.embedding_precisions:
+            self.writer.manifest.embedding_precisions.append(precision)  # saved at the checkpoint
         self.progress.chunks_done(len(texts))
         return vectors
 
@@ -205,7 +213,7 @@ class Batch:
             self.report.files_added += 1
         self.progress.file_done(source, "updated" if job.existing else "added")
         if time.monotonic() - self.last_checkpoint > self.config.checkpoint_seconds:
-            self.kb._checkpoint(self.indexes)
+            self.writer.checkpoint()  # readers catch up on what was committed so far
             self.last_checkpoint = time.monotonic()
 
     def _record_failure(self, job: FileJob, error: Exception) -> None:
