@@ -237,10 +237,11 @@ def pipeline(n: int = 100_000, queries: int = 200, kind: str = "flat") -> dict:
     """
     from kbqa.config import EmbedConfig, RetrieveConfig
     from kbqa.embed.factory import load_embedder
-    from kbqa.retrieval.lexical import LexicalIndex, tokenize
+    from kbqa.retrieval.lexical import LexicalIndex
     from kbqa.retrieval.retriever import Retriever
     from kbqa.store.faiss_store import FaissStore, new_index
     from kbqa.store.indexes import Indexes
+    from kbqa.text import tokenize
 
     live = load_embedder(None, EmbedConfig())
     emb = CachedEmbedder(live)

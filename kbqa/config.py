@@ -34,6 +34,14 @@ class SplitConfig:
                 f"got {self.chunk_overlap}"
             )
 
+    def override(self, chunk_size: int | None, chunk_overlap: int | None) -> SplitConfig:
+        """These values with a caller's in their place (a size of None or 0, an overlap of None:
+        keep this one), e.g. a KB's own chunking with the --chunk-size a command was given."""
+        return SplitConfig(
+            chunk_size=chunk_size or self.chunk_size,
+            chunk_overlap=self.chunk_overlap if chunk_overlap is None else chunk_overlap,
+        )
+
 
 @dataclass(frozen=True)
 class LoadConfig:

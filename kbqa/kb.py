@@ -45,10 +45,15 @@ def validate_name(name: str) -> str:
     return name
 
 
+def kb_exists(home: Path, name: str) -> bool:
+    """A KB is a folder with a manifest (written last when a KB is created)."""
+    return (home / name / MANIFEST).is_file()
+
+
 def list_kbs(home: Path) -> list[str]:
     if not home.is_dir():
         return []
-    return sorted(p.name for p in home.iterdir() if (p / MANIFEST).is_file())
+    return sorted(p.name for p in home.iterdir() if kb_exists(home, p.name))
 
 
 class KnowledgeBase:

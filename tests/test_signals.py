@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from kbqa.config import AskConfig
-from kbqa.retrieval.lexical import LexicalIndex, tokenize
+from kbqa.retrieval.lexical import LexicalIndex
 from kbqa.retrieval.signals import answer_type, foreign, has_type, topic_words, unknown_share
 from kbqa.script import to_simplified
+from kbqa.text import tokenize
 
 DOCS = ["员工每年享有5天带薪年假。", "出差住宿标准为每晚600元。", "远程办公需要连接公司VPN。"]
 

@@ -321,3 +321,13 @@ def test_random_text_keeps_the_invariants() -> None:
         assert all(c and c == c.strip() and len(c) <= size for c in chunks), (text, config)
         if config.chunk_overlap == 0:
             assert squash("".join(chunks)) == squash(text), (text, config)
+
+
+def test_answer_sentences_and_chunk_sentences_share_their_marks() -> None:
+    """kbqa.text holds the sentence marks: the chunker's ends and the answer units agree."""
+    from kbqa.text import SENTENCE_END, SENTENCE_MARKS, sentences
+
+    text = "年假5天；病假另计！加班呢？见附表。"
+    assert sentences(text) == ["年假5天；", "病假另计！", "加班呢？", "见附表。"]
+    assert [m.group() for m in SENTENCE_END.finditer(text)] == list("；！？。")
+    assert set("；！？。") <= set(SENTENCE_MARKS)

@@ -69,7 +69,7 @@ def eval_command(
     from kbqa.evaluate.metrics import is_squad, read_qa, read_squad, summarize
     from kbqa.evaluate.report import write_report
     from kbqa.evaluate.run import ingest_squad, run_eval
-    from kbqa.kb import KnowledgeBase, validate_name
+    from kbqa.kb import KnowledgeBase, kb_exists, validate_name
     from kbqa.llm import load_generator
     from kbqa.prompt import load_prompts
 
@@ -82,7 +82,7 @@ def eval_command(
     if is_squad(qa):
         squad = read_squad(qa)
         rows = squad.rows
-        existing = (s.home / name / "manifest.json").is_file()
+        existing = kb_exists(s.home, name)
         spec = KnowledgeBase.open(s.home, name).manifest.embedding_spec if existing else None
         embedder = embedder_for(spec)
         kb_obj = KnowledgeBase.open_or_create(

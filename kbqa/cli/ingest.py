@@ -9,7 +9,7 @@ import typer
 
 from kbqa.cli import common
 from kbqa.cli.common import JsonOpt, KbOpt, command, emit, settings, shown
-from kbqa.config import IngestConfig, SplitConfig
+from kbqa.config import IngestConfig
 from kbqa.errors import BadInput
 
 
@@ -57,19 +57,14 @@ def ingest(
 ) -> None:
     """Ingest documents into a knowledge base; unchanged files are skipped, changed ones replaced."""
     from kbqa.ingest.files import collect_files
-    from kbqa.kb import KnowledgeBase, validate_name
+    from kbqa.kb import KnowledgeBase, kb_exists, validate_name
 
     s = settings()
     name = validate_name(kb or s.default_kb)
     collect_files(paths)  # a missing path is a usage error before anything is touched
-    existing = (s.home / name / "manifest.json").is_file()
-    kb_obj = KnowledgeBase.open(s.home, name) if existing else None
-    split = SplitConfig(
-        chunk_size=chunk_size or (kb_obj.manifest.chunk_size if kb_obj else s.chunk_size),
-        chunk_overlap=chunk_overlap
-        if chunk_overlap is not None
-        else (kb_obj.manifest.chunk_overlap if kb_obj else s.chunk_overlap),
-    )
+    kb_obj = KnowledgeBase.open(s.home, name) if kb_exists(s.home, name) else None
+    own = kb_obj.manifest.split_config() if kb_obj else s.split_config()
+    split = own.override(chunk_size, chunk_overlap)
     config = IngestConfig(
         include=tuple(include or ()), exclude=tuple(exclude or ()), split=split,
         load=s.load_config(),

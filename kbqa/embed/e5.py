@@ -10,14 +10,8 @@ from typing import Any
 import numpy as np
 
 from kbqa.config import EmbedConfig
-from kbqa.embed.base import (
-    E5_DIM,
-    E5_MODEL_ID,
-    E5_PASSAGE_PREFIX,
-    E5_QUERY_PREFIX,
-    Batched,
-    embed_batched,
-)
+from kbqa.embed import E5_DIM, E5_MODEL_ID, E5_PASSAGE_PREFIX, E5_QUERY_PREFIX
+from kbqa.embed.base import Batched, embed_batched
 from kbqa.embed.sentence_transformer import SentenceTransformerEmbedder
 from kbqa.errors import KbqaError, ModelError, missing_package
 

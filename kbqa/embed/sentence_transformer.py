@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from kbqa.config import EmbedConfig
-from kbqa.embed.base import E5_PASSAGE_PREFIX, E5_QUERY_PREFIX, TORCH_SPECS, Batched, embed_batched
+from kbqa.embed import E5_PASSAGE_PREFIX, E5_QUERY_PREFIX
+from kbqa.embed.base import TORCH_SPECS, Batched, embed_batched
 from kbqa.errors import BadInput, ModelError, missing_package
 
 log = logging.getLogger(__name__)

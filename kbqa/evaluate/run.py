@@ -41,10 +41,10 @@ def ingest_squad(
     ``folder`` must lie outside the KB home (ingestion never walks into it); a fixed folder per
     data set keeps sources stable, so a second run only hashes the files.
     """
-    from kbqa.config import IngestConfig, SplitConfig
+    from kbqa.config import IngestConfig
 
     write_documents(squad, folder)
-    split = SplitConfig(kb.manifest.chunk_size, kb.manifest.chunk_overlap)
+    split = kb.manifest.split_config()
     return kb.ingest([folder], embedder, IngestConfig(split=split), progress)
 
 

@@ -13,18 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from kbqa.config import SplitConfig
+from kbqa.text import SENTENCE_END
 from kbqa.types import Chunk, Document
 
-_CLOSERS = "」』”’）)】》〉\"'"
-_CJK = "\u3400-\u9fff\uf900-\ufaff"
-# CJK enders end a sentence wherever they stand; ASCII ones only before whitespace or the end
-# (so 3.14, v1.0 and URLs stay whole), and ! ? ; also before a CJK character, since mixed text
-# often uses half-width marks without a space. Closing quotes/brackets stay with their sentence.
-_SENTENCE_END = re.compile(
-    rf"[。！？；…]+[{_CLOSERS}]*"
-    rf"|[.!?;]+[{_CLOSERS}]*(?=\s|$)"
-    rf"|[!?;]+[{_CLOSERS}]*(?=[{_CJK}])"
-)
 # Clause breaks, used only inside a sentence longer than chunk_size; ",(?!\d)" spares 1,000.
 _CLAUSE_END = re.compile(r"[，、：]+|,(?!\d)")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\u3000]*\n\s*")
@@ -89,7 +80,7 @@ def _pieces(text: str, size: int) -> Iterator[_Piece]:
     for p, paragraph in enumerate(_PARAGRAPH_BREAK.split(text.strip())):
         for n, line in enumerate(paragraph.split("\n")):
             line_sep = "\n\n" if p and not n else "\n"
-            for s, (space, sentence) in enumerate(_split_at(line, _SENTENCE_END)):
+            for s, (space, sentence) in enumerate(_split_at(line, SENTENCE_END)):
                 yield from _sentence_pieces(sentence, space if s else line_sep, size)
 
 

@@ -9,17 +9,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from kbqa.text import QA_PAIR
 from kbqa.types import Hit
 
 if TYPE_CHECKING:
     from kbqa.embed.base import Embedder
 
-# 问：…答：… or Q: … A: … pairs written in running text (one pair per match).
-_PAIR = re.compile(
-    r"(?:^|\n)\s*(?:问|问题|Q)\s*[:：]\s*(?P<q>.+?)\s*\n?\s*(?:答|回答|答案|A)\s*[:：]\s*"
-    r"(?P<a>.+?)(?=\n\s*(?:问|问题|Q)\s*[:：]|\Z)",
-    re.S | re.I,
-)
 _NOISE = re.compile(r"[\W_]+", re.UNICODE)
 
 
@@ -40,7 +35,7 @@ def qa_pairs(hit: Hit) -> list[tuple[str, str]]:
     q, a = hit.metadata.get("question"), hit.metadata.get("answer")
     if isinstance(q, str) and isinstance(a, str) and q.strip() and a.strip():
         return [(q.strip(), a.strip())]
-    return [(m["q"].strip(), m["a"].strip()) for m in _PAIR.finditer(hit.text) if m["a"].strip()]
+    return [(m["q"].strip(), m["a"].strip()) for m in QA_PAIR.finditer(hit.text) if m["a"].strip()]
 
 
 def overlap(a: str, b: str) -> float:
@@ -65,7 +60,7 @@ def term_overlap(a: str, b: str, idf: Callable[[str], float]) -> float:
     Catches paraphrases that share the rare words in other characters around them:
     报销需要多久到账 / 报销多久能到账 share 报销, 多久, 到账 (bigram Dice only 0.46).
     """
-    from kbqa.retrieval.lexical import tokenize
+    from kbqa.text import tokenize
 
     ta, tb = set(tokenize(a)), set(tokenize(b))
     total = sum(idf(t) for t in ta) + sum(idf(t) for t in tb)

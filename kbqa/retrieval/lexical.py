@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -13,43 +11,10 @@ import numpy as np
 
 from kbqa.script import to_simplified
 from kbqa.store.atomic import atomic_write
+from kbqa.text import tokenize
 
 FILE_NAME = "lexical.npz"
 FORMAT = 2  # 2: Traditional folded to Simplified before jieba
-_WORD = re.compile(r"\w", re.UNICODE)
-# Particles and question words carry no topic; dropping them keeps BM25 from matching on them.
-STOPWORDS = frozenset(
-    "的 了 是 在 和 与 及 或 吗 呢 吧 啊 么 什么 哪 哪些 哪个 哪里 怎么 怎样 如何 为什么 多少 几 "
-    "谁 有 被 把 这 那 这个 那个 一个 也 都 就 而 之 其 为 于 以 对 从 到 上 中 下 "
-    "the a an of to in on and or is are was were what which who how why".split()
-)
-_jieba_lock = threading.Lock()
-_jieba_ready = False
-
-
-def tokenize(text: str) -> list[str]:
-    """jieba search-mode tokens, lower-cased, without punctuation and stopwords.
-
-    Traditional script is folded to Simplified first: jieba's dictionary is Simplified, and a
-    question in either script must find a document in the other (台北辦公室 = 台北办公室).
-
-    >>> tokenize("年假有几天？")
-    ['年', '假', '几天']
-    """
-    global _jieba_ready
-    import jieba
-
-    if not _jieba_ready:
-        with _jieba_lock:  # jieba loads its dictionary on first use; once, not per thread
-            jieba.setLogLevel(60)
-            jieba.initialize()
-            _jieba_ready = True
-    out = []
-    for tok in jieba.cut_for_search(to_simplified(text).lower()):
-        tok = tok.strip()
-        if tok and tok not in STOPWORDS and _WORD.search(tok):
-            out.append(tok)
-    return out
 
 
 class LexicalIndex:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from kbqa.retrieval.retriever import Retriever
+from kbqa.text import sentences
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def probe_text(text: str, max_chars: int = 40) -> str:
     >>> probe_text("甲。乙丙丁。戊。")
     '乙丙丁'
     """
-    parts = [p.strip() for p in re.split(r"[。！？；!?;\n]+", text) if len(p.strip()) >= 2]
+    parts = sentences(text, keep_mark=False)
     if not parts:
         return text.strip()[:max_chars]
     return parts[len(parts) // 2][:max_chars]

@@ -167,7 +167,6 @@ class Retriever:
 
 def _signals(found: Retrieval, query: str, pool: list[Hit], lexical) -> None:
     """Fill in what ``Retrieval.relevance`` weighs, from the first hits of the fused order."""
-    from kbqa.retrieval.lexical import tokenize
     from kbqa.retrieval.signals import (
         answer_type,
         foreign,
@@ -176,6 +175,7 @@ def _signals(found: Retrieval, query: str, pool: list[Hit], lexical) -> None:
         unknown_share,
         wanted_unit,
     )
+    from kbqa.text import tokenize
 
     first = [h.text for h in pool[:SIGNAL_HITS]]
     tokens = tokenize(query)

@@ -126,9 +126,9 @@ def topic_words(question: str) -> list[str]:
     """
     import jieba.posseg
 
-    from kbqa.retrieval.lexical import tokenize
+    from kbqa.text import load_jieba
 
-    tokenize("")  # jieba's dictionary, loaded once under its lock
+    load_jieba()  # its dictionary, loaded once under its lock
     words = [
         w.word.lower()
         for w in jieba.posseg.cut(to_simplified(question))

@@ -10,6 +10,7 @@ from typing import Any
 
 from kbqa.config import LoadConfig
 from kbqa.errors import BadInput
+from kbqa.text import SENTENCE_MARKS
 from kbqa.types import Document
 
 # Big text files are yielded in segments of about this many characters, cut at paragraph breaks.
@@ -18,7 +19,8 @@ SEGMENT_CHARS = 64 * 1024
 MARKDOWN_WHOLE_CHARS = 4 * 1024 * 1024
 _READ_BYTES = 64 * 1024
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\u3000]*\n")
-_SENTENCE_END = re.compile(r"[。！？；!?;…]")
+# A segment of a big file without paragraph breaks is cut after a sentence mark.
+_SENTENCE_END = re.compile(rf"[{SENTENCE_MARKS}…]")
 
 
 # --- encodings -----------------------------------------------------------------------------
