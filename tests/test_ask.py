@@ -151,3 +151,18 @@ def test_refusal_thresholds_relevance_not_the_bare_cosine():
     off_topic = Retrieval([hit], np.zeros(3, np.float32), coverage=0.0)
     assert on_topic.relevance == pytest.approx(0.85 + COVERAGE_WEIGHT)
     assert off_topic.relevance == pytest.approx(0.85)
+
+
+def test_stream_decides_its_route_with_a_typed_plan(kb):
+    """Refusal is a Route, not a missing text: the plan says why no sources are shown."""
+    from kbqa.ask import Route
+
+    never = asker(kb, threshold=1.1)  # the top of the scale: this question is refused
+    found = never.retriever.retrieve("出差住宿标准是多少", 8)
+    plan = never._plan("出差住宿标准是多少", found, 3, 1.1, {})
+    assert (plan.route, plan.sources) == (Route.REFUSE, [])
+    events = list(never.stream("出差住宿标准是多少", 3))
+    assert [kind for kind, _ in events] == ["sources", "token", "done"]
+    assert events[1][1] == DEFAULT_REFUSAL and events[2][1].refused
+    answered = asker(kb)._plan("出差住宿标准是多少", found, 3, 0.2, {})
+    assert answered.route is Route.EXTRACT and len(answered.sources) == 3

@@ -101,3 +101,11 @@ def test_importing_kbqa_makes_openmp_threads_sleep_when_idle():
     env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "PASSIVE"
+
+
+def test_fused_depth_leaves_room_for_merges():
+    """The fused order is cut at twice the relevance pool (+2): merging neighbours may fold
+    hits together, and at least the pool must remain."""
+    from kbqa.retrieval.retriever import FUSED_DEPTH_EXTRA, FUSED_DEPTH_FACTOR, RELEVANCE_POOL
+
+    assert RELEVANCE_POOL * FUSED_DEPTH_FACTOR + FUSED_DEPTH_EXTRA == 18

@@ -86,3 +86,8 @@ def shown(source: str) -> str:
         return os.path.relpath(source) if not os.path.relpath(source).startswith("..") else source
     except ValueError:
         return source
+
+
+def command_group(help: str) -> typer.Typer:
+    """A group of subcommands (``kbqa kb ...``): its help when called bare, plain-text help."""
+    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None)

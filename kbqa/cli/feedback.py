@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from kbqa.cli.common import JsonOpt, KbOpt, command, emit, settings
+from kbqa.cli.common import JsonOpt, KbOpt, command, command_group, emit, settings
 from kbqa.errors import BadInput
 
 
@@ -48,10 +48,6 @@ def feedback_export(
 
 def register(app: typer.Typer) -> None:
     """Add the `feedback` group (its `export` command) to ``app``."""
-    group = typer.Typer(
-        help="Review the thumbs up/down people gave answers on the chat page.",
-        no_args_is_help=True,
-        rich_markup_mode=None,
-    )
+    group = command_group("Review the thumbs up/down people gave answers on the chat page.")
     group.command("export")(command(feedback_export))
     app.add_typer(group, name="feedback")

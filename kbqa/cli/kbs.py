@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from kbqa.cli.common import JsonOpt, command, emit, open_kb, settings, shown
+from kbqa.cli.common import JsonOpt, command, command_group, emit, open_kb, settings, shown
 
 
 @command
@@ -80,11 +80,7 @@ def kb_remove(
 
 
 def register(app: typer.Typer) -> None:
-    kb_app = typer.Typer(
-        help="List, inspect and delete knowledge bases.",
-        no_args_is_help=True,
-        rich_markup_mode=None,
-    )
+    kb_app = command_group("List, inspect and delete knowledge bases.")
     kb_app.command("list")(kb_list)
     kb_app.command("show")(kb_show)
     kb_app.command("delete")(kb_delete)

@@ -15,6 +15,8 @@ from kbqa.types import Hit
 if TYPE_CHECKING:
     from kbqa.embed.base import Embedder
     from kbqa.kb import KnowledgeBase
+    from kbqa.retrieval.lexical import LexicalIndex
+    from kbqa.store.base import VectorStore
 
 
 COVERAGE_WEIGHT = 0.1
@@ -95,6 +97,22 @@ def rrf(rankings: list[tuple[np.ndarray, float]], k: float) -> dict[int, float]:
     return fused
 
 
+# How deep into the fused order hits are scored and merged, as a multiple of the pool (+ a few):
+# merge_adjacent folds overlapping neighbours into one hit, so ranking only ``pool`` ids could
+# leave fewer than ``pool`` hits after merging; twice the pool, plus one spare at each end of a
+# merged run, keeps enough. Deeper costs a SQLite read per lexical-only id (its cosine).
+FUSED_DEPTH_FACTOR = 2
+FUSED_DEPTH_EXTRA = 2
+
+
+@dataclass(frozen=True)
+class DenseRanking:
+    """The dense search's ids, best first, with their cosines to the query."""
+
+    ids: np.ndarray
+    cosines: np.ndarray
+
+
 class Retriever:
     """Searches one KB with the model it was built with.
 
@@ -118,55 +136,81 @@ class Retriever:
     def retrieve(
         self, query: str, top_k: int | None = None, query_vector: np.ndarray | None = None
     ) -> Retrieval:
-        """Fused hits with timings; ``query_vector`` skips embedding (batched callers)."""
+        """Fused hits with timings; ``query_vector`` skips embedding (batched callers).
+
+        embed -> dense and lexical rankings -> fuse -> rescore (every hit gets its cosine) ->
+        merge overlapping neighbours -> coverage and the other relevance signals.
+        """
+        k = self._check(query, top_k)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        qv = self._embed(query, query_vector)
+        t1 = time.perf_counter()
+        timings["embed_ms"] = _ms(t1 - t0)
+        indexes = self.kb.indexes
+        dense = self._dense(indexes.dense, qv, k)
+        t2 = time.perf_counter()
+        timings["dense_ms"] = _ms(t2 - t1)
+        lexical_ids = self._lexical(indexes.lexical, query, k)
+        t3 = time.perf_counter()
+        timings["lexical_ms"] = _ms(t3 - t2)
+        order = self._fuse(dense, lexical_ids, max(k, RELEVANCE_POOL))
+        hits = self._merge(self.kb.store.hits(order, self._rescore(order, dense, qv)))
+        timings["fuse_ms"] = _ms(time.perf_counter() - t3)
+        found = Retrieval(hits[:k], qv[0], timings)
+        if hits:
+            _coverage(found, query, hits[:RELEVANCE_POOL], indexes.lexical)
+        return found
+
+    def _check(self, query: str, top_k: int | None) -> int:
+        """``top_k`` or the configured default; BadInput for an empty query or k below 1."""
         if not query or not query.strip():
             raise BadInput("the query is empty: give a question or keywords")
         k = self.config.top_k if top_k is None else top_k
         if k < 1:
             raise BadInput(f"top_k must be at least 1, got {k}")
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        qv = (
-            self.embedder.embed_queries([query])
-            if query_vector is None
-            else np.asarray(query_vector, np.float32).reshape(1, -1)
-        )
-        t1 = time.perf_counter()
-        timings["embed_ms"] = _ms(t1 - t0)
-        indexes = self.kb.indexes
-        n = self.config.candidates
-        scores, ids = indexes.dense.search(qv, max(n, k), self.config.hnsw_ef_search)
-        keep = ids[0] >= 0
-        dense_ids, dense_cos = ids[0][keep], scores[0][keep]
-        t2 = time.perf_counter()
-        timings["dense_ms"] = _ms(t2 - t1)
-        lex_ids, _ = indexes.lexical.search(query, max(n, k))
-        t3 = time.perf_counter()
-        timings["lexical_ms"] = _ms(t3 - t2)
+        return k
+
+    def _embed(self, query: str, query_vector: np.ndarray | None) -> np.ndarray:
+        """The query as one (1, dim) row."""
+        if query_vector is None:
+            return self.embedder.embed_queries([query])
+        return np.asarray(query_vector, np.float32).reshape(1, -1)
+
+    def _dense(self, dense: VectorStore, qv: np.ndarray, k: int) -> DenseRanking:
+        scores, ids = dense.search(qv, max(self.config.candidates, k), self.config.hnsw_ef_search)
+        keep = ids[0] >= 0  # FAISS pads a short result with -1
+        return DenseRanking(ids[0][keep], scores[0][keep])
+
+    def _lexical(self, lexical: LexicalIndex, query: str, k: int) -> np.ndarray:
+        ids, _ = lexical.search(query, max(self.config.candidates, k))
+        return ids
+
+    def _fuse(self, dense: DenseRanking, lexical_ids: np.ndarray, pool: int) -> list[int]:
+        """The ids of both rankings in fused order, as deep as merging needs (FUSED_DEPTH_*)."""
         fused = rrf(
-            [(dense_ids, self.config.dense_weight), (lex_ids, self.config.lexical_weight)],
+            [(dense.ids, self.config.dense_weight), (lexical_ids, self.config.lexical_weight)],
             self.config.rrf_k,
         )
-        pool = max(k, RELEVANCE_POOL)
-        order = sorted(fused, key=fused.__getitem__, reverse=True)[: pool * 2 + 2]
-        cosine = dict(zip(dense_ids.tolist(), dense_cos.tolist(), strict=True))
+        depth = pool * FUSED_DEPTH_FACTOR + FUSED_DEPTH_EXTRA
+        return sorted(fused, key=fused.__getitem__, reverse=True)[:depth]
+
+    def _rescore(self, order: list[int], dense: DenseRanking, qv: np.ndarray) -> list[float]:
+        """The dense cosine of each id, also of those only the lexical ranking found."""
+        cosine = dict(zip(dense.ids.tolist(), dense.cosines.tolist(), strict=True))
         missing = [c for c in order if c not in cosine]
         if missing:
             # From SQLite, the source of truth: works the same for FAISS and Milvus KBs.
             vecs = self.kb.store.vectors_of(missing, qv.shape[1])
             cosine.update(zip(missing, (vecs @ qv[0]).astype(float).tolist(), strict=True))
-        hits = self.kb.store.hits(order, [cosine[c] for c in order])
-        if self.config.merge_overlaps:
-            hits = merge_adjacent(hits)
-        timings["fuse_ms"] = _ms(time.perf_counter() - t3)
-        found = Retrieval(hits[:k], qv[0], timings)
-        if hits:
-            _signals(found, query, hits[:RELEVANCE_POOL], indexes.lexical)
-        return found
+        return [cosine[c] for c in order]
+
+    def _merge(self, hits: list[Hit]) -> list[Hit]:
+        return merge_adjacent(hits) if self.config.merge_overlaps else hits
 
 
-def _signals(found: Retrieval, query: str, pool: list[Hit], lexical) -> None:
-    """Fill in what ``Retrieval.relevance`` weighs, from the first hits of the fused order."""
+def _coverage(found: Retrieval, query: str, pool: list[Hit], lexical: LexicalIndex) -> None:
+    """Coverage and the other signals ``Retrieval.relevance`` weighs, from the first fused hits."""
     from kbqa.retrieval.signals import (
         answer_type,
         foreign,
