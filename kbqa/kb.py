@@ -145,6 +145,11 @@ class KnowledgeBase:
                 "a new KB"
             )
 
+    def split_config(self) -> SplitConfig:
+        """The chunking this KB was built with (every later batch must use the same)."""
+        m = self.manifest
+        return SplitConfig(chunk_size=m.chunk_size, chunk_overlap=m.chunk_overlap)
+
     def check_split(self, split: SplitConfig) -> None:
         m = self.manifest
         if (split.chunk_size, split.chunk_overlap) != (m.chunk_size, m.chunk_overlap):

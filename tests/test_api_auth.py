@@ -10,7 +10,6 @@ import pytest
 from kbqa.api.security import KeyRing, is_loopback
 from kbqa.config import Settings
 from kbqa.errors import BadInput
-from tests.api_fixtures import *  # noqa: F403 - the fixtures
 from tests.api_fixtures import ADMIN, EDITOR, READER, auth
 
 Q = {"query": "年假"}

@@ -8,7 +8,6 @@ import socket
 import pytest
 
 from kbqa.api.security import is_loopback, public_kbs
-from tests.api_fixtures import *  # noqa: F403 - the fixtures
 from tests.api_fixtures import ADMIN, KEYS, READER, auth, client_for
 
 Q = {"query": "年假"}

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.api_fixtures import *  # noqa: F403 - the fixtures
-from tests.api_fixtures import LEAVE, build_kb, client_for, wait_job
+from tests.api_fixtures import build_kb, client_for, wait_job
+from tests.corpus import LEAVE
 from tests.fakes import HashEmbedder
 
 HOLIDAY = "# 节假日安排\n\n春节放假七天，除夕当天下午提前下班。中秋节放假一天。\n"

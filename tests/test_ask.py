@@ -16,10 +16,9 @@ from kbqa.kb import KnowledgeBase
 from kbqa.prompt import DEFAULT_REFUSAL, load_prompts
 from kbqa.retrieval.refusal import calibrate, stored
 from kbqa.retrieval.retriever import Retriever
+from tests.corpus import LEAVE, TRAVEL
 from tests.fakes import FakeGenerator, HashEmbedder
 
-LEAVE = "# 休假制度\n\n## 年假\n\n员工入职满一年后，每年享有5天带薪年假。满十年的员工每年享有10天年假。\n"
-TRAVEL = "# 出差标准\n\n一线城市住宿标准为每晚600元，其他城市每晚400元。出差补贴每天100元。\n"
 FAQ = "问题,答案\n婚假有多少天？,依法登记结婚的员工享受婚假13天。\n"
 NOTES = "问：打印机卡纸怎么办？\n答：打开前盖取出纸张，仍不行请找行政部。\n"
 

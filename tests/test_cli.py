@@ -22,25 +22,6 @@ INGEST_KEYS = {
 HIT_KEYS = {"chunk_id", "doc_id", "source", "text", "score", "metadata"}
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_sentence_transformer(tmp_path_factory.mktemp("models") / "tiny-st")
-
-
-@pytest.fixture
-def cli(tmp_path, tiny_model, monkeypatch):
-    monkeypatch.setenv("KBQA_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("KBQA_EMBEDDING_MODEL", str(tiny_model))
-    runner = CliRunner()
-
-    def run(*args: str, code: int = 0):
-        result = runner.invoke(app, list(args))
-        assert result.exit_code == code, (result.stdout, result.stderr)
-        return result
-
-    return run
-
-
 def as_json(result) -> dict:
     return json.loads(result.stdout)
 

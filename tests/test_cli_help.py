@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 from kbqa.cli.app import app
 from kbqa.cli.help import EXAMPLES
-from tests.test_cli import tiny_model  # noqa: F401 - the session fixture
 
 
 def _help(*path: str) -> str:
@@ -50,20 +49,12 @@ def test_every_command_is_in_the_examples():
 
 
 @pytest.fixture
-def run(tmp_path, tiny_model, monkeypatch):  # noqa: F811
-    # set, then delete: monkeypatch then restores whatever --home writes into os.environ
-    monkeypatch.setenv("KBQA_HOME", "unused")
+def run(cli, tmp_path, monkeypatch):
+    """conftest's `cli` without a KBQA_HOME (so --home and ./indexes are what count), in tmp."""
+    # deleted after conftest set it: monkeypatch then restores whatever --home writes there
     monkeypatch.delenv("KBQA_HOME")
-    monkeypatch.setenv("KBQA_EMBEDDING_MODEL", str(tiny_model))
     monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-
-    def invoke(*args: str, code: int = 0, **kw):
-        r = runner.invoke(app, list(args), **kw)
-        assert r.exit_code == code, (r.stdout, r.stderr)
-        return r
-
-    return invoke
+    return cli
 
 
 def test_home_option_and_the_loading_line(run, tmp_path):

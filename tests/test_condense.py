@@ -12,7 +12,8 @@ from kbqa.retrieval.condense import (
     condense,
     condense_rules,
 )
-from tests.api_fixtures import LEAVE, TRAVEL, VPN, build_kb
+from tests.api_fixtures import build_kb
+from tests.corpus import LEAVE, TRAVEL, VPN
 from tests.fakes import HashEmbedder
 
 TABLE = "# 住宿标准\n\n| 级别 | 一线城市 |\n| --- | --- |\n| 普通员工 | 450 |\n| 经理 | 650 |\n"

@@ -15,34 +15,10 @@ from kbqa.config import IngestConfig, SplitConfig
 from kbqa.errors import BadInput, Conflict, NotFound
 from kbqa.kb import KnowledgeBase, list_kbs, validate_name
 from kbqa.store.lock import writer_lock
+from tests.corpus import LEAVE, VPN, write
 from tests.fakes import HashEmbedder
 
 ROOT = Path(__file__).resolve().parents[1]
-
-LEAVE = "# 休假制度\n\n## 年假\n\n员工入职满一年后，每年享有5天带薪年假。满十年的员工每年享有10天年假。\n"
-TRAVEL = "# 出差标准\n\n一线城市住宿标准为每晚600元，其他城市每晚400元。出差补贴每天100元。\n"
-VPN = "远程办公需要先连接公司VPN。VPN客户端可在IT门户下载，账号与邮箱相同。\n"
-
-
-def write(folder: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding=encoding)
-    return path
-
-
-@pytest.fixture
-def corpus(tmp_path: Path) -> Path:
-    docs = tmp_path / "docs"
-    write(docs, "leave.md", LEAVE)
-    write(docs, "travel.md", TRAVEL)
-    write(docs, "it/vpn.txt", VPN)
-    return docs
-
-
-@pytest.fixture
-def embedder() -> HashEmbedder:
-    return HashEmbedder()
 
 
 def make_kb(tmp_path: Path, embedder, name: str = "demo") -> KnowledgeBase:

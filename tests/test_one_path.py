@@ -17,15 +17,14 @@ from kbqa.embed.factory import load_embedder
 from kbqa.kb import KnowledgeBase
 from kbqa.retrieval.refusal import EXTRA_KEY, METHOD, threshold_for
 from kbqa.retrieval.retriever import Retriever
-from tests.tiny_models import build_tiny_sentence_transformer
 
 SAMPLE = Path(__file__).resolve().parents[1] / "ingest"
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, tiny_model):
     tmp = tmp_path_factory.mktemp("onepath")
-    model = build_tiny_sentence_transformer(tmp / "tiny-st")
+    model = tiny_model
     docs = tmp / "docs"
     shutil.copytree(SAMPLE, docs)
     mp = pytest.MonkeyPatch()

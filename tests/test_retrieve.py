@@ -13,11 +13,8 @@ from kbqa.kb import KnowledgeBase
 from kbqa.retrieval.retriever import Retriever, merge_adjacent, rrf
 from kbqa.store.faiss_store import FaissStore, new_index
 from kbqa.types import Hit
+from tests.corpus import LEAVE, TRAVEL, VPN
 from tests.fakes import HashEmbedder
-
-LEAVE = "# 休假制度\n\n## 年假\n\n员工入职满一年后，每年享有5天带薪年假。满十年的员工每年享有10天年假。\n"
-TRAVEL = "# 出差标准\n\n一线城市住宿标准为每晚600元，其他城市每晚400元。出差补贴每天100元。\n"
-VPN = "远程办公需要先连接公司VPN。VPN客户端可在IT门户下载，账号与邮箱相同。\n"
 
 
 @pytest.fixture

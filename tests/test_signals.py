@@ -63,7 +63,8 @@ def test_a_question_in_a_language_the_kb_lacks_is_judged_by_the_embedding_alone(
     from kbqa.prompt import load_prompts
     from kbqa.retrieval.retriever import FOREIGN_SHIFT, Retrieval
     from kbqa.types import Hit
-    from tests.api_fixtures import LEAVE, TRAVEL, build_kb
+    from tests.api_fixtures import build_kb
+    from tests.corpus import LEAVE, TRAVEL
     from tests.fakes import HashEmbedder
 
     hit = Hit(1, 1, "a.md", "年假5天。", 0.8)

@@ -35,9 +35,7 @@ def _ingest_fn(services: Services, name: str):
         # Its own writer instance: the shared reader keeps serving the last committed state.
         kb = KnowledgeBase.open(services.kbs.home, name)
         try:
-            config = IngestConfig(
-                split=kb.manifest.split_config(), load=services.settings.load_config()
-            )
+            config = IngestConfig(split=kb.split_config(), load=services.settings.load_config())
             while True:
                 try:
                     report = kb.ingest(paths, services.embedder, config, progress)

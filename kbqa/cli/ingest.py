@@ -63,7 +63,7 @@ def ingest(
     name = validate_name(kb or s.default_kb)
     collect_files(paths)  # a missing path is a usage error before anything is touched
     kb_obj = KnowledgeBase.open(s.home, name) if kb_exists(s.home, name) else None
-    own = kb_obj.manifest.split_config() if kb_obj else s.split_config()
+    own = kb_obj.split_config() if kb_obj else s.split_config()
     split = own.override(chunk_size, chunk_overlap)
     config = IngestConfig(
         include=tuple(include or ()), exclude=tuple(exclude or ()), split=split,

@@ -44,7 +44,7 @@ def ingest_squad(
     from kbqa.config import IngestConfig
 
     write_documents(squad, folder)
-    split = kb.manifest.split_config()
+    split = kb.split_config()
     return kb.ingest([folder], embedder, IngestConfig(split=split), progress)
 
 

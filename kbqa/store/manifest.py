@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from kbqa.config import SplitConfig
 from kbqa.errors import BadInput
 from kbqa.store.atomic import atomic_write_json
 
@@ -103,10 +102,6 @@ class Manifest:
     extra: dict[str, Any] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
-
-    def split_config(self) -> SplitConfig:
-        """The chunking this KB was built with (every later batch must use the same)."""
-        return SplitConfig(chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap)
 
     def save(self, folder: Path) -> None:
         self.updated_at = time.time()
