@@ -193,7 +193,7 @@ class Settings(BaseSettings):
     candidates: int = 50
     max_new_tokens: int = 512
     # A secure Milvus cluster's credentials ("user:password" or an API key). Only ever handed to
-    # kbqa.store.milvus_store.use_token by the edges; the URI goes to manifest.json, this never.
+    # kbqa.store.milvus_client.use_token by the edges; the URI goes to manifest.json, this never.
     milvus_token: SecretStr | None = None
 
     def split_config(self) -> SplitConfig:
@@ -250,6 +250,6 @@ def apply_credentials(settings: Settings) -> None:
     Called by load_settings (every CLI command, the LangChain opener) and by the API's start-up
     for a Settings made in code; the store then never reads the environment itself.
     """
-    from kbqa.store.milvus_store import use_token
+    from kbqa.store.milvus_client import use_token
 
     use_token(settings.milvus_token)
