@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from langchain_core.embeddings import Embeddings
 
 if TYPE_CHECKING:
-    from kbqa.embed import Embedder
+    from kbqa.embed.base import Embedder
 
 # The separators Chinese LangChain tutorials use: paragraphs, lines, then sentence ends.
 SEPARATORS = ["\n\n", "\n", "。", "！", "？", "；", "，", " ", ""]

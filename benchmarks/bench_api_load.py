@@ -46,10 +46,10 @@ def paragraph(rng: random.Random, i: int) -> str:
 
 def build(home: Path, chunks: int) -> None:
     from kbqa.config import IngestConfig, SplitConfig
-    from kbqa.kb import KnowledgeBase
+    from kbqa.kb import KnowledgeBase, kb_exists
     from tests.fakes import HashEmbedder
 
-    if (home / "load" / "manifest.json").is_file():
+    if kb_exists(home, "load"):
         return
     src = home.parent / "load-src"
     src.mkdir(parents=True, exist_ok=True)
@@ -102,7 +102,7 @@ def in_process(home: Path, clients: int, seconds: float, threads: int | None = N
     from kbqa.config import Settings
     from kbqa.kb import KnowledgeBase
     from kbqa.prompt import load_prompts
-    from kbqa.retrieve import Retriever
+    from kbqa.retrieval.retriever import Retriever
     from tests.fakes import HashEmbedder
 
     s, embedder = Settings(home=home), HashEmbedder()

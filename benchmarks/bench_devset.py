@@ -30,7 +30,7 @@ def norm(text: str) -> str:
 
 def build(folder: Path = DATA / "devcorp", home: Path = OUT, name: str = "devcorp"):
     from kbqa.config import EmbedConfig, IngestConfig, SplitConfig
-    from kbqa.embed import load_embedder
+    from kbqa.embed.factory import load_embedder
     from kbqa.kb import KnowledgeBase
 
     emb = load_embedder(None, EmbedConfig())

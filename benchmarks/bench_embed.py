@@ -57,7 +57,7 @@ def main() -> None:
     import torch
 
     from kbqa.config import EmbedConfig
-    from kbqa.embed import load_embedder
+    from kbqa.embed.factory import load_embedder
 
     torch.set_num_threads(args.threads)
     passages = load_passages(args.data, args.n, args.chars)

@@ -45,8 +45,8 @@ def vectors(data: Path, paragraphs: int, questions: int) -> tuple[np.ndarray, np
             if len(z["p"]) and z["meta"].tolist() == [paragraphs, questions]:
                 return z["p"], z["q"]
     from kbqa.config import EmbedConfig, SplitConfig
-    from kbqa.embed import load_embedder
-    from kbqa.split import split_documents
+    from kbqa.embed.factory import load_embedder
+    from kbqa.ingest.split import split_documents
     from kbqa.types import Document
 
     squad = json.loads(data.read_text(encoding="utf-8"))

@@ -27,9 +27,9 @@ EMBED_ONLY = """
 import sys
 from pathlib import Path
 from kbqa.config import EmbedConfig, LoadConfig, SplitConfig
-from kbqa.embed import load_embedder
-from kbqa.loaders import load
-from kbqa.split import split_documents
+from kbqa.embed.factory import load_embedder
+from kbqa.ingest.loaders import load
+from kbqa.ingest.split import split_documents
 
 emb = load_embedder(None, EmbedConfig())
 files = sorted(Path(sys.argv[1]).iterdir())

@@ -28,7 +28,7 @@ DATA = ROOT.parent / "shared" / "data" / "cmrc2018_trial.json"
 OUT = ROOT / "benchmarks" / "out"
 sys.path.insert(0, str(ROOT))
 
-# Written for this benchmark (not the calibration's OFF_TOPIC list in kbqa/refusal.py): questions
+# Written for this benchmark (not the calibration's OFF_TOPIC list in kbqa/retrieval/refusal.py): questions
 # a Chinese-Wikipedia sample of games, people, places and history cannot answer.
 OFF_TOPIC = [
     "我的快递什么时候能到？",
@@ -126,9 +126,9 @@ def cmrc_kb(embedder, home: Path):
 def quality() -> dict:
     from kbqa.ask import Asker
     from kbqa.config import AskConfig, EmbedConfig, RetrieveConfig
-    from kbqa.embed import load_embedder
+    from kbqa.embed.factory import load_embedder
     from kbqa.prompt import load_prompts
-    from kbqa.retrieve import Retriever
+    from kbqa.retrieval.retriever import Retriever
 
     emb = CachedEmbedder(load_embedder(None, EmbedConfig()))
     home = Path(tempfile.mkdtemp())
@@ -236,11 +236,12 @@ def pipeline(n: int = 100_000, queries: int = 200, kind: str = "flat") -> dict:
     HNSW, recall@10 of the dense stage against an exact flat search is reported too).
     """
     from kbqa.config import EmbedConfig, RetrieveConfig
-    from kbqa.embed import load_embedder
-    from kbqa.lexical import LexicalIndex, tokenize
-    from kbqa.retrieve import Retriever
+    from kbqa.embed.factory import load_embedder
+    from kbqa.retrieval.lexical import LexicalIndex
+    from kbqa.retrieval.retriever import Retriever
     from kbqa.store.faiss_store import FaissStore, new_index
     from kbqa.store.indexes import Indexes
+    from kbqa.text import tokenize
 
     live = load_embedder(None, EmbedConfig())
     emb = CachedEmbedder(live)
@@ -269,7 +270,7 @@ def pipeline(n: int = 100_000, queries: int = 200, kind: str = "flat") -> dict:
             exact.add(ids, copy)
         lexical.add_tokens(ids, tokens[:take])
     kb.store.commit()
-    kb._indexes, kb._loaded_generation = Indexes(dense, lexical), kb.store.generation()
+    kb._publish(Indexes(dense, lexical), kb.store.generation(), kb.manifest)
     retriever = Retriever(kb, live, RetrieveConfig(top_k=5))
     live.embed_queries(["预热"])
     sample = [q for q, _ in questions[:: max(1, len(questions) // queries)]][:queries]
@@ -307,7 +308,7 @@ def hnsw_recall(sizes=(100_000, 200_000), efs=(96, 256, 512), queries: int = 200
     import faiss
 
     from kbqa.config import EmbedConfig
-    from kbqa.embed import load_embedder
+    from kbqa.embed.factory import load_embedder
     from kbqa.store.faiss_store import HNSW_EF_CONSTRUCTION, HNSW_M
 
     emb = CachedEmbedder(load_embedder(None, EmbedConfig()))

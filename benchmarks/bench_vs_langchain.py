@@ -20,9 +20,7 @@ if str(ROOT) not in sys.path:  # run as a script: import kbqa's tests/ and bench
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import baseline_langchain as lc  # noqa: E402
-from kbqa.eval_report import QUALITY, Panel, chart, fmt, table  # noqa: E402
-from kbqa.eval_run import QueryVectors  # noqa: E402
-from kbqa.evaluate import (  # noqa: E402
+from kbqa.evaluate.metrics import (  # noqa: E402
     MRR_K,
     QaRow,
     SquadSet,
@@ -33,11 +31,13 @@ from kbqa.evaluate import (  # noqa: E402
     summarize,
     write_documents,
 )  # fmt: skip
+from kbqa.evaluate.report import QUALITY, Panel, chart, fmt, table  # noqa: E402
+from kbqa.evaluate.run import QueryVectors  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "cmrc2018_trial.json"
 QUICK_PARAGRAPHS = 30
 # Questions a Wikipedia paragraph set cannot answer: what a company FAQ bot is asked. Kept apart
-# from kbqa.refusal.OFF_TOPIC, which calibrates the threshold, so the score is not self-graded.
+# from kbqa.retrieval.refusal.OFF_TOPIC, which calibrates the threshold, so the score is not self-graded.
 UNANSWERABLE = (
     "我的年假还剩几天？",
     "报销发票多久能到账？",
@@ -78,14 +78,14 @@ def load_embedder(spec: str, precision: str = "auto"):
 
         return HashEmbedder()
     from kbqa.config import EmbedConfig
-    from kbqa.embed import load_embedder as load
+    from kbqa.embed.factory import load_embedder as load
 
     return load(None if spec == "default" else spec, EmbedConfig(precision=precision))
 
 
 def run_kbqa(docs: Path, home: Path, queries, spec: str, rows: list[QaRow], timed: int) -> dict:
     from kbqa.config import IngestConfig, SplitConfig
-    from kbqa.eval_run import run_eval
+    from kbqa.evaluate.run import run_eval
     from kbqa.kb import KnowledgeBase
 
     embedder = queries.inner

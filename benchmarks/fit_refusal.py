@@ -1,4 +1,4 @@
-"""Fits the refusal signal weights (kbqa/retrieve.py) on the FIT half of the devcorp dev set.
+"""Fits the refusal signal weights (kbqa/retrieval/retriever.py) on the FIT half of the devcorp dev set.
 
     python benchmarks/fit_refusal.py
 
@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 def features() -> list[tuple[dict, bool]]:
     from benchmarks.bench_devset import build, rows
-    from kbqa.retrieve import Retriever
+    from kbqa.retrieval.retriever import Retriever
 
     kb, emb = build()
     retriever = Retriever(kb, emb)

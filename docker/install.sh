@@ -7,7 +7,7 @@
 # the dependency layer (minutes) and the model layer from the build cache:
 #
 #   install.sh deps    torch, then kbqa's dependencies read from pyproject.toml (not kbqa itself)
-#   install.sh model   the e5 rebuild into KBQA_CACHE (needs only kbqa/{__init__,errors,e5_rebuild}.py)
+#   install.sh model   the e5 rebuild into KBQA_CACHE (needs only kbqa/{__init__,errors,embed/__init__,embed/e5_rebuild}.py)
 #   install.sh app     kbqa itself (--no-deps), then a check that it embeds with the torch engine
 #   install.sh         all three (default)
 #
@@ -114,10 +114,11 @@ install_model() {
     mkdir -p "$cache"
     local lib
     lib="$(mktemp -d)"
-    mkdir "$lib/kbqa"
-    cp "$src/kbqa/__init__.py" "$src/kbqa/errors.py" "$src/kbqa/e5_rebuild.py" "$lib/kbqa/"
+    mkdir -p "$lib/kbqa/embed"
+    cp "$src/kbqa/__init__.py" "$src/kbqa/errors.py" "$lib/kbqa/"
+    cp "$src/kbqa/embed/__init__.py" "$src/kbqa/embed/e5_rebuild.py" "$lib/kbqa/embed/"
     PYTHONPATH="$lib" XDG_CACHE_HOME="$cache" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
-        PYTHONDONTWRITEBYTECODE=1 "$vpy" -c 'from kbqa.e5_rebuild import ensure_rebuilt; print(ensure_rebuilt())'
+        PYTHONDONTWRITEBYTECODE=1 "$vpy" -c 'from kbqa.embed.e5_rebuild import ensure_rebuilt; print(ensure_rebuilt())'
     rm -rf "$lib"
     # Readable by the unprivileged user the container runs as.
     chmod -R a+rX "$cache"

@@ -5,22 +5,43 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Literal
 
-from kbqa.condense import clean_history, condense
 from kbqa.config import AskConfig
 from kbqa.errors import BadInput
 from kbqa.prompt import Prompts, pack_prompt
-from kbqa.retrieve import Retriever
+from kbqa.retrieval.condense import clean_history, condense
+from kbqa.retrieval.retriever import Retriever
 from kbqa.types import Answer, History, Hit
 
 if TYPE_CHECKING:
-    from kbqa.embed import Embedder
+    from kbqa.embed.base import Embedder
     from kbqa.kb import KnowledgeBase
     from kbqa.llm.base import Generator
 
 log = logging.getLogger(__name__)
 FAQ_POOL = 8  # hits searched for a stored Q/A pair, even when fewer sources are shown
+
+# What Asker.stream yields: ("sources", list[Hit]), ("token", str) pieces, ("done", Answer).
+Event = tuple[Literal["sources", "token", "done"], Any]
+
+
+class Route(Enum):
+    """How a question is answered, decided once retrieval is done."""
+
+    FAQ = "faq"  # a stored Q/A pair matched: its answer as stored
+    REFUSE = "refuse"  # nothing relevant enough: the refusal text, no generation
+    EXTRACT = "extract"  # sentences of the hits (no LLM configured)
+    GENERATE = "generate"  # the LLM, prompted with the hits
+
+
+@dataclass(frozen=True)
+class Plan:
+    route: Route
+    sources: list[Hit] = field(default_factory=list)
+    stored_answer: str = ""  # Route.FAQ only
 
 
 class Asker:
@@ -52,7 +73,7 @@ class Asker:
         """(relevance threshold, where it came from): the user's override, else the calibration."""
         if self.config.refusal_threshold is not None:
             return self.config.refusal_threshold, "override"
-        from kbqa.refusal import threshold_for
+        from kbqa.retrieval.refusal import threshold_for
 
         cal = threshold_for(self.retriever)
         return (cal.threshold, "calibrated") if cal else (1.0, "empty")
@@ -75,7 +96,7 @@ class Asker:
         debug: bool = False,
         *,
         incremental: bool = True,
-    ) -> Iterator[tuple[str, Any]]:
+    ) -> Iterator[Event]:
         """Yields ("sources", hits), then ("token", text) pieces, then ("done", Answer).
 
         ``incremental=False`` (``ask``) has the LLM answer in one piece: no streaming thread and
@@ -101,33 +122,24 @@ class Asker:
             "threshold_from": origin,
         }
         t_gen = time.perf_counter()
-        faq = self._faq(standalone, found)
-        hits = found.hits[:k]
-        if faq is not None:
-            info["faq_similarity"] = faq.similarity
-            mode, sources, text = "faq", [faq.hit], faq.answer
-        elif not hits or found.relevance < threshold:
-            # Refusal comes before any generation: nothing relevant means nothing to invent from.
-            mode, sources, text = ("generative" if self.generator else "extractive"), [], None
-        else:
-            mode, sources, text = ("generative" if self.generator else "extractive"), hits, ""
-        yield "sources", sources
-        refused = text is None
-        if refused:
+        plan = self._plan(standalone, found, k, threshold, info)
+        yield "sources", plan.sources
+        if plan.route is Route.REFUSE:
             text = self.prompts.refusal
             yield "token", text
-        elif mode == "extractive":
+        elif plan.route is Route.EXTRACT:
             text = self._extract(
-                standalone, hits, found, focus=question if standalone != question else ""
+                standalone, plan.sources, found, focus=question if standalone != question else ""
             )
             yield "token", text
-        elif mode == "generative":
+        elif plan.route is Route.GENERATE:
             pieces = []
-            for piece in self._generate(question, hits, history, info, debug, incremental):
+            for piece in self._generate(question, plan.sources, history, info, debug, incremental):
                 pieces.append(piece)
                 yield "token", piece
             text = "".join(pieces).strip()
         else:
+            text = plan.stored_answer
             yield "token", text
         timings["generate_ms"] = _ms(time.perf_counter() - t_gen)
         timings["total_ms"] = _ms(time.perf_counter() - started)
@@ -136,7 +148,24 @@ class Asker:
         extra = {**info} if debug else None
         if notices:
             extra = {**(extra or {}), "notices": notices}
-        yield "done", Answer(question, text, refused, mode, sources, timings, extra)
+        refused = plan.route is Route.REFUSE
+        mode = "faq" if plan.route is Route.FAQ else self._answer_mode()
+        yield "done", Answer(question, text, refused, mode, plan.sources, timings, extra)
+
+    def _answer_mode(self) -> str:
+        return "generative" if self.generator else "extractive"
+
+    def _plan(self, question: str, found, k: int, threshold: float, info: dict) -> Plan:
+        """FAQ first; then refusal below the threshold; else an extracted or generated answer."""
+        faq = self._faq(question, found)
+        if faq is not None:
+            info["faq_similarity"] = faq.similarity
+            return Plan(Route.FAQ, [faq.hit], faq.answer)
+        hits = found.hits[:k]
+        if not hits or found.relevance < threshold:
+            # Refusal comes before any generation: nothing relevant means nothing to invent from.
+            return Plan(Route.REFUSE)
+        return Plan(Route.GENERATE if self.generator else Route.EXTRACT, hits)
 
     def _clean(self, question: str) -> tuple[str, list[str]]:
         if not isinstance(question, str) or not question.strip():
@@ -152,7 +181,7 @@ class Asker:
     def _faq(self, question: str, found) -> Any:
         if not self.config.faq or not found.hits:
             return None
-        from kbqa.faq import best_match
+        from kbqa.retrieval.faq import best_match
 
         idf = self.kb.indexes.lexical.idf
         match = best_match(question, found.query_vector, found.hits, self.embedder, idf)

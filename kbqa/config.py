@@ -34,6 +34,14 @@ class SplitConfig:
                 f"got {self.chunk_overlap}"
             )
 
+    def override(self, chunk_size: int | None, chunk_overlap: int | None) -> SplitConfig:
+        """These values with a caller's in their place (a size of None or 0, an overlap of None:
+        keep this one), e.g. a KB's own chunking with the --chunk-size a command was given."""
+        return SplitConfig(
+            chunk_size=chunk_size or self.chunk_size,
+            chunk_overlap=self.chunk_overlap if chunk_overlap is None else chunk_overlap,
+        )
+
 
 @dataclass(frozen=True)
 class LoadConfig:
@@ -64,12 +72,12 @@ class EmbedConfig:
     model: str | None = None
     batch_size: int = 32
     device: str | None = None
-    # auto: bf16 / int8 / fp16 where the hardware has it and it matches fp32 (kbqa.embed_precision)
+    # auto: bf16 / int8 / fp16 where the hardware has it and it matches fp32 (kbqa.embed.precision)
     precision: str = "auto"
 
     def __post_init__(self) -> None:
         _positive("embedding batch_size", self.batch_size)
-        from kbqa.embed_precision import check_precision
+        from kbqa.embed.precision import check_precision
 
         object.__setattr__(self, "precision", check_precision(self.precision))
 
@@ -155,7 +163,7 @@ class Settings(BaseSettings):
     default_kb: str = "demo"
     embedding_model: str | None = None
     embedding_batch_size: int = 32
-    embedding_precision: str = "auto"  # auto, fp32, bf16, int8, fp16 (kbqa/embed_precision.py)
+    embedding_precision: str = "auto"  # auto, fp32, bf16, int8, fp16 (kbqa/embed/precision.py)
     chunk_size: int = 400
     chunk_overlap: int = 60
     top_k: int = 5
@@ -185,7 +193,7 @@ class Settings(BaseSettings):
     candidates: int = 50
     max_new_tokens: int = 512
     # A secure Milvus cluster's credentials ("user:password" or an API key). Only ever handed to
-    # kbqa.store.milvus_store.use_token by the edges; the URI goes to manifest.json, this never.
+    # kbqa.store.milvus_client.use_token by the edges; the URI goes to manifest.json, this never.
     milvus_token: SecretStr | None = None
 
     def split_config(self) -> SplitConfig:
@@ -242,6 +250,6 @@ def apply_credentials(settings: Settings) -> None:
     Called by load_settings (every CLI command, the LangChain opener) and by the API's start-up
     for a Settings made in code; the store then never reads the environment itself.
     """
-    from kbqa.store.milvus_store import use_token
+    from kbqa.store.milvus_client import use_token
 
     use_token(settings.milvus_token)

@@ -5,26 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from kbqa.lexical import tokenize
 from kbqa.script import to_simplified
+from kbqa.text import QA_LABEL_LINE, sentences, tokenize
 from kbqa.types import Hit
 
 # Two sentences fit in SHORT_CHARS; the second must score SECOND of the best. Fitted on the fit
 # half of CMRC (even paragraphs): 80/0.9 lost the gold of the second sentence (EM 0.718 vs 0.759).
 SHORT_CHARS = 120
 SECOND = 0.8
-_SENTENCE = re.compile(r"[^。！？；!?;\n]+[。！？；!?;]?")
 _TRIM = "，,、：: \t*#"
-_QUESTION_LINE = re.compile(r"^\s*(?:问|问题|Q)\s*[:：].*$|^\s*(?:答|回答|A)\s*[:：]", re.M | re.I)
-
-
-def sentences(text: str) -> list[str]:
-    """Sentences of a text, each keeping its end mark.
-
-    >>> sentences("年假5天。病假另计！\\n见附表")
-    ['年假5天。', '病假另计！', '见附表']
-    """
-    return [s.strip(_TRIM) for s in _SENTENCE.findall(text) if len(s.strip(_TRIM)) >= 2]
 
 
 _TABLE_SEP = re.compile(r"^\|?\s*:?-{3,}")
@@ -69,7 +58,7 @@ def units(text: str) -> list[str]:
         if is_heading or (len(line) <= 12 and not re.search(r"[。！？；，,\d]", line)):
             continue
         line = _MARKUP.sub("", _LIST_MARK.sub("", line))
-        out += sentences(line)
+        out += sentences(line, trim=_TRIM)
     return out
 
 
@@ -78,7 +67,7 @@ def answer_text(hit: Hit) -> str:
     answer = hit.metadata.get("answer")
     if isinstance(answer, str) and answer.strip():
         return answer
-    return _QUESTION_LINE.sub("", hit.text)
+    return QA_LABEL_LINE.sub("", hit.text)
 
 
 def extract(
@@ -97,7 +86,7 @@ def extract(
     sentences alike, so the rest of the question picks the sentence. The best sentence comes
     first; a second follows when it scores SECOND of the best and both fit in SHORT_CHARS.
     """
-    from kbqa.signals import answer_type, has_type
+    from kbqa.retrieval.signals import answer_type, has_type
 
     kind = answer_type(question)
     q_tokens = set(tokenize(question))

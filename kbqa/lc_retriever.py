@@ -11,7 +11,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
 from kbqa.errors import BadInput
-from kbqa.retrieve import Retriever
+from kbqa.retrieval.retriever import Retriever
 from kbqa.types import Hit
 
 SEARCH_KWARGS = {"k", "score_threshold"}  # as LangChain's VectorStoreRetriever names them
@@ -38,7 +38,9 @@ class KbqaRetriever(BaseRetriever):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    retriever: Any = None  # a kbqa.retrieve.Retriever (Any: pydantic need not know the class)
+    retriever: Any = (
+        None  # a kbqa.retrieval.retriever.Retriever (Any: pydantic need not know the class)
+    )
     kb: str | None = Field(default=None, description="KB name, opened from home (KBQA_HOME).")
     home: Path | None = None
     embedder: Any = None  # default: KBQA_EMBEDDING_MODEL, else the model the KB was built with
@@ -67,7 +69,7 @@ class KbqaRetriever(BaseRetriever):
         if self.refusal_threshold is not None:
             return self.refusal_threshold
         from kbqa.config import load_settings
-        from kbqa.refusal import threshold_for
+        from kbqa.retrieval.refusal import threshold_for
 
         configured = load_settings().refusal_threshold
         if configured is not None:
@@ -97,7 +99,7 @@ def _open(name: str, home: Path | None, embedder: Any) -> Retriever:
     s = load_settings()
     kb = KnowledgeBase.open(Path(home) if home is not None else s.home, name)
     if embedder is None:
-        from kbqa.embed import load_embedder
+        from kbqa.embed.factory import load_embedder
 
         embedder = load_embedder(s.embedding_model or kb.manifest.embedding_spec, s.embed_config())
     return Retriever(kb, embedder, s.retrieve_config())

@@ -1,4 +1,4 @@
-"""Shared pieces of the API tests: a tmp KB home, an app client, a fake queued LLM."""
+"""Helpers of the API tests: keys, build_kb, client_for, fake LLMs (fixtures: conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,13 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 
 from kbqa.api.app import create_app
 from kbqa.api.security import KeyRing
 from kbqa.config import IngestConfig, Settings, SplitConfig
 from kbqa.kb import KnowledgeBase
-from tests.fakes import FakeGenerator, HashEmbedder
-
-LEAVE = "# 休假制度\n\n## 年假\n\n员工入职满一年后，每年享有5天带薪年假。满十年的员工每年享有10天年假。\n"
-TRAVEL = "# 出差标准\n\n一线城市住宿标准为每晚600元，其他城市每晚400元。出差补贴每天100元。\n"
-VPN = "远程办公需要先连接公司VPN。VPN客户端可在IT门户下载，账号与邮箱相同。\n"
+from tests.fakes import FakeGenerator
 
 ADMIN = "admin-key-0001"
 READER = "reader-key-0001"  # reads demo only
@@ -36,37 +31,12 @@ def build_kb(home: Path, name: str, embedder, docs: dict[str, str]) -> Knowledge
     return kb
 
 
-@pytest.fixture
-def embedder() -> HashEmbedder:
-    return HashEmbedder()
-
-
-@pytest.fixture
-def home(tmp_path: Path, embedder) -> Path:
-    home = tmp_path / "home"
-    build_kb(home, "demo", embedder, {"leave.md": LEAVE, "travel.md": TRAVEL, "vpn.txt": VPN})
-    build_kb(home, "secret", embedder, {"salary.md": "# 薪资\n\n薪资每月10日发放。\n"})
-    return home
-
-
 def client_for(home: Path, embedder, *, keys: dict | None = None, generator=None, **settings):
     ring = KeyRing.from_texts([(json.dumps(keys), "test keys")]) if keys else KeyRing({})
     app = create_app(
         Settings(home=home, **settings), embedder=embedder, generator=generator, keys=ring
     )
     return TestClient(app)
-
-
-@pytest.fixture
-def client(home, embedder):
-    with client_for(home, embedder) as c:
-        yield c
-
-
-@pytest.fixture
-def keyed(home, embedder):
-    with client_for(home, embedder, keys=KEYS) as c:
-        yield c
 
 
 def auth(key: str) -> dict[str, str]:

@@ -7,7 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.api_fixtures import *  # noqa: F403 - the fixtures
 from tests.api_fixtures import EchoLLM, client_for
 
 ANSWERS = {"refusal_threshold": -1.0}  # HashEmbedder scores are low: never refuse here

@@ -10,7 +10,6 @@ import pytest
 from kbqa.api.security import KeyRing, is_loopback
 from kbqa.config import Settings
 from kbqa.errors import BadInput
-from tests.api_fixtures import *  # noqa: F403 - the fixtures
 from tests.api_fixtures import ADMIN, EDITOR, READER, auth
 
 Q = {"query": "年假"}
@@ -92,7 +91,7 @@ def test_serve_refuses_an_open_server_beyond_loopback(monkeypatch, tmp_path):
     import uvicorn
     from typer.testing import CliRunner
 
-    from kbqa.cli import app
+    from kbqa.cli.app import app
 
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: calls.append(kw))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import threading
 import time
 from pathlib import Path
 
@@ -59,28 +57,6 @@ def wait(page, expression: str, **kw):
     return page.wait_for_function(f"() => ({expression})", **kw)
 
 
-def start(app):
-    """uvicorn on a free port in a thread; returns (url, stop)."""
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started, "uvicorn did not start"
-
-    def stop() -> None:
-        srv.should_exit = True
-        thread.join(10)
-
-    return f"http://127.0.0.1:{port}", stop
-
-
 def build_home(tmp_path):
     embedder = HashEmbedder()
     home = tmp_path / "home"
@@ -91,7 +67,7 @@ def build_home(tmp_path):
 
 
 @pytest.fixture
-def server(tmp_path):
+def server(tmp_path, live_server):
     """A LAN set-up: keys on, the demo KB readable without one."""
     home, embedder = build_home(tmp_path)
     app = create_app(
@@ -100,9 +76,7 @@ def server(tmp_path):
         generator=CitingLLM(),
         keys=KeyRing.from_texts([(json.dumps(KEYS), "test")]),
     )
-    url, stop = start(app)
-    yield url, home
-    stop()
+    return live_server(app), home
 
 
 def shots_folder(tmp_path) -> Path:
@@ -240,41 +214,36 @@ def test_chat_page_end_to_end(server, tmp_path):
 
 
 @needs_chromium
-def test_phone_keeps_the_newest_answer_visible_after_a_refusal(tmp_path):
+def test_phone_keeps_the_newest_answer_visible_after_a_refusal(tmp_path, live_server):
     sync_api = pytest.importorskip("playwright.sync_api")
     home, embedder = build_home(tmp_path)
     app = create_app(Settings(home=home, refusal_threshold=1.1), embedder=embedder, generator=None)
-    url, stop = start(app)
+    url = live_server(app)
     shots = shots_folder(tmp_path)
-    try:
-        with sync_api.sync_playwright() as p:
-            browser = launch(p)
-            phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
-            phone.goto(url)
-            wait(phone, "document.querySelector('#kb').value === 'demo'")
-            for n, question in enumerate(
-                ("年假有几天？", "出差住宿标准是多少？", "公司食堂几点开门？"), 1
-            ):
-                phone.fill("#question", question)
-                phone.keyboard.press("Enter")
-                wait(
-                    phone, f"document.querySelectorAll('.msg.assistant .foot .mode').length === {n}"
-                )
-            time.sleep(0.3)
-            overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-            assert overflow <= 0, "the page scrolls sideways on a phone"
-            last = phone.locator(".msg.assistant").last
-            assert "未找到答案" in last.inner_text()
-            # The whole of the newest answer, footer included, sits above the composer.
-            bottom = last.evaluate("e => e.getBoundingClientRect().bottom")
-            composer_top = phone.evaluate(
-                "document.querySelector('#question').getBoundingClientRect().top"
-            )
-            assert bottom <= composer_top, (bottom, composer_top)
-            phone.screenshot(path=str(shots / "chat-phone.png"))
-            browser.close()
-    finally:
-        stop()
+    with sync_api.sync_playwright() as p:
+        browser = launch(p)
+        phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+        phone.goto(url)
+        wait(phone, "document.querySelector('#kb').value === 'demo'")
+        for n, question in enumerate(
+            ("年假有几天？", "出差住宿标准是多少？", "公司食堂几点开门？"), 1
+        ):
+            phone.fill("#question", question)
+            phone.keyboard.press("Enter")
+            wait(phone, f"document.querySelectorAll('.msg.assistant .foot .mode').length === {n}")
+        time.sleep(0.3)
+        overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, "the page scrolls sideways on a phone"
+        last = phone.locator(".msg.assistant").last
+        assert "未找到答案" in last.inner_text()
+        # The whole of the newest answer, footer included, sits above the composer.
+        bottom = last.evaluate("e => e.getBoundingClientRect().bottom")
+        composer_top = phone.evaluate(
+            "document.querySelector('#question').getBoundingClientRect().top"
+        )
+        assert bottom <= composer_top, (bottom, composer_top)
+        phone.screenshot(path=str(shots / "chat-phone.png"))
+        browser.close()
 
 
 @needs_chromium

@@ -7,7 +7,6 @@ import json
 import pytest
 
 from kbqa.llm.base import GenerationConfig, cut_at_stop
-from tests.api_fixtures import *  # noqa: F403 - the fixtures
 from tests.api_fixtures import KEYS, EchoLLM, client_for
 
 ANSWERS = {"refusal_threshold": -1.0}  # HashEmbedder scores are low: never refuse here

@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from tests.api_fixtures import *  # noqa: F403 - the fixtures
 from tests.api_fixtures import EchoLLM, client_for, wait_job
 from tests.fakes import HashEmbedder
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 
 from kbqa.api.uploads import safe_name
-from tests.api_fixtures import *  # noqa: F403 - the fixtures
 from tests.api_fixtures import client_for, wait_job
 
 HOLIDAY = "# 节假日安排\n\n春节放假七天，除夕当天下午提前下班。中秋节放假一天。\n"

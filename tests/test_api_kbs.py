@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from tests.api_fixtures import *  # noqa: F403 - the fixtures
 from tests.api_fixtures import client_for
 
 

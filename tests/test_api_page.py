@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 
-from tests.api_fixtures import *  # noqa: F403 - the fixtures
 from tests.api_fixtures import ADMIN, EDITOR, KEYS, READER, auth, build_kb, client_for, wait_job
 
 

@@ -8,7 +8,6 @@ import socket
 import pytest
 
 from kbqa.api.security import is_loopback, public_kbs
-from tests.api_fixtures import *  # noqa: F403 - the fixtures
 from tests.api_fixtures import ADMIN, KEYS, READER, auth, client_for
 
 Q = {"query": "年假"}
@@ -76,7 +75,7 @@ def test_serve_beyond_loopback_with_keys_and_public_kbs(monkeypatch, tmp_path):
     import uvicorn
     from typer.testing import CliRunner
 
-    from kbqa.cli import app
+    from kbqa.cli.app import app
 
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: calls.append(kw))

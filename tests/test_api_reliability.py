@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.api_fixtures import *  # noqa: F403 - the fixtures
-from tests.api_fixtures import LEAVE, build_kb, client_for, wait_job
+from tests.api_fixtures import build_kb, client_for, wait_job
+from tests.corpus import LEAVE
 from tests.fakes import HashEmbedder
 
 HOLIDAY = "# 节假日安排\n\n春节放假七天，除夕当天下午提前下班。中秋节放假一天。\n"
@@ -143,10 +143,14 @@ def test_an_upload_waits_for_another_writers_lock(home, embedder, monkeypatch):
     import kbqa.api.routes_documents as routes
     import kbqa.kb
 
-    monkeypatch.setattr(kbqa.kb._lock.__wrapped__, "__defaults__", (0.2,))  # fail fast
+    monkeypatch.setattr(
+        kbqa.store.lock.writer_lock.__wrapped__, "__defaults__", (0.2,)
+    )  # fail fast
     monkeypatch.setattr(routes, "LOCK_RETRY_SECONDS", 0.05, raising=False)
     with client_for(home, embedder) as c:
-        with kbqa.kb._lock(home / "demo"):  # a second server ingesting into the same KB
+        with kbqa.store.lock.writer_lock(
+            home / "demo"
+        ):  # a second server ingesting into the same KB
             r = upload(c, "节假日.md", HOLIDAY.encode())
             assert r.status_code == 202
             time.sleep(1.0)
@@ -204,7 +208,7 @@ def test_a_slow_job_in_one_kb_does_not_hold_up_another_kb(slow):
     assert wait_job(c, stuck["id"])["status"] == "done"
 
 
-# Enough chunks to fill an embedding pool on its own (kbqa.kb.POOL_BATCHES x batch_size 1), so
+# Enough chunks to fill an embedding pool on its own (kbqa.ingest.batch.POOL_BATCHES x batch_size 1), so
 # the pool in flight when a job is cancelled holds this file alone.
 SLOW = "# 慢\n\n" + "这个文件很慢。" * 250 + "\n"
 

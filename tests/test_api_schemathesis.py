@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from kbqa.api.app import create_app  # noqa: E402
 from kbqa.config import Settings  # noqa: E402
-from tests.api_fixtures import LEAVE, TRAVEL, VPN, build_kb  # noqa: E402
+from tests.api_fixtures import build_kb  # noqa: E402
+from tests.corpus import LEAVE, TRAVEL, VPN  # noqa: E402
 from tests.fakes import HashEmbedder  # noqa: E402
 
 pytestmark = pytest.mark.slow

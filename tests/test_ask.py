@@ -14,12 +14,11 @@ from kbqa.config import AskConfig, IngestConfig, SplitConfig
 from kbqa.errors import BadInput, Conflict
 from kbqa.kb import KnowledgeBase
 from kbqa.prompt import DEFAULT_REFUSAL, load_prompts
-from kbqa.refusal import calibrate, stored
-from kbqa.retrieve import Retriever
+from kbqa.retrieval.refusal import calibrate, stored
+from kbqa.retrieval.retriever import Retriever
+from tests.corpus import LEAVE, TRAVEL
 from tests.fakes import FakeGenerator, HashEmbedder
 
-LEAVE = "# 休假制度\n\n## 年假\n\n员工入职满一年后，每年享有5天带薪年假。满十年的员工每年享有10天年假。\n"
-TRAVEL = "# 出差标准\n\n一线城市住宿标准为每晚600元，其他城市每晚400元。出差补贴每天100元。\n"
 FAQ = "问题,答案\n婚假有多少天？,依法登记结婚的员工享受婚假13天。\n"
 NOTES = "问：打印机卡纸怎么办？\n答：打开前盖取出纸张，仍不行请找行政部。\n"
 
@@ -113,7 +112,7 @@ def test_generative_answer_with_a_tiny_glm(kb, tmp_path):
 
 
 def run_cli(tmp_path, monkeypatch, *args):
-    from kbqa.cli import app
+    from kbqa.cli.app import app
 
     monkeypatch.setenv("KBQA_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("KBQA_EMBEDDING_MODEL", "")
@@ -121,7 +120,7 @@ def run_cli(tmp_path, monkeypatch, *args):
 
 
 def test_cli_ask_json_and_errors(kb, tmp_path, monkeypatch):
-    monkeypatch.setattr("kbqa.cli.embedder_for", lambda spec: HashEmbedder())
+    monkeypatch.setattr("kbqa.cli.common.embedder_for", lambda spec: HashEmbedder())
     r = run_cli(tmp_path, monkeypatch, "ask", "婚假有多少天", "--kb", "demo", "--json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
@@ -143,7 +142,7 @@ def test_template_without_question_is_a_clear_error(tmp_path):
 
 def test_refusal_thresholds_relevance_not_the_bare_cosine():
     """Lexical coverage lifts a question that shares the passage's rare words."""
-    from kbqa.retrieve import COVERAGE_WEIGHT, Retrieval
+    from kbqa.retrieval.retriever import COVERAGE_WEIGHT, Retrieval
     from kbqa.types import Hit
 
     hit = Hit(1, 1, "a.md", "年假为五天", 0.85, {})
@@ -151,3 +150,18 @@ def test_refusal_thresholds_relevance_not_the_bare_cosine():
     off_topic = Retrieval([hit], np.zeros(3, np.float32), coverage=0.0)
     assert on_topic.relevance == pytest.approx(0.85 + COVERAGE_WEIGHT)
     assert off_topic.relevance == pytest.approx(0.85)
+
+
+def test_stream_decides_its_route_with_a_typed_plan(kb):
+    """Refusal is a Route, not a missing text: the plan says why no sources are shown."""
+    from kbqa.ask import Route
+
+    never = asker(kb, threshold=1.1)  # the top of the scale: this question is refused
+    found = never.retriever.retrieve("出差住宿标准是多少", 8)
+    plan = never._plan("出差住宿标准是多少", found, 3, 1.1, {})
+    assert (plan.route, plan.sources) == (Route.REFUSE, [])
+    events = list(never.stream("出差住宿标准是多少", 3))
+    assert [kind for kind, _ in events] == ["sources", "token", "done"]
+    assert events[1][1] == DEFAULT_REFUSAL and events[2][1].refused
+    answered = asker(kb)._plan("出差住宿标准是多少", found, 3, 0.2, {})
+    assert answered.route is Route.EXTRACT and len(answered.sources) == 3

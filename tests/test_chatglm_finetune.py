@@ -50,7 +50,7 @@ def test_trains_evaluates_and_serves(tmp_path, family, method):
 def test_ptuning_v2_exports_to_chatglm_ptuning_format(tmp_path, family):
     from typer.testing import CliRunner
 
-    from kbqa.cli import app
+    from kbqa.cli.app import app
 
     base, out = model_dir(family), tmp_path / "adapter"
     cfg = MethodConfig(base, "ptuning-v2", pre_seq_len=4)

@@ -10,11 +10,10 @@ import pytest
 from chatglm_data import FAMILIES, chatglm_root, model_dir, reference
 from typer.testing import CliRunner
 
-from kbqa.cli import app
+from kbqa.cli.app import app
 from kbqa.errors import ModelError
 from kbqa.llm import GenerationConfig, load_generator
 from kbqa.llm.chatglm.chat_format import v1_response
-from tests.tiny_models import build_tiny_sentence_transformer
 
 torch = pytest.importorskip("torch")
 GREEDY = GenerationConfig(max_new_tokens=8)
@@ -97,10 +96,10 @@ def test_broken_weights_are_a_model_error_naming_the_directory(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def cli(tmp_path_factory):
+def cli(tmp_path_factory, tiny_model):
+    """One KB of the sample documents for the whole module (env per call, not monkeypatch)."""
     home = tmp_path_factory.mktemp("home")
-    tiny = build_tiny_sentence_transformer(tmp_path_factory.mktemp("st") / "tiny-st")
-    env = {"KBQA_HOME": str(home), "KBQA_EMBEDDING_MODEL": str(tiny)}
+    env = {"KBQA_HOME": str(home), "KBQA_EMBEDDING_MODEL": str(tiny_model)}
     runner = CliRunner()
 
     def run(*args: str, code: int = 0):
@@ -143,7 +142,8 @@ def test_kbqa_ask_load_failure_is_exit_1_with_a_json_error(cli, tmp_path):
 
 
 def test_api_answers_a_model_load_failure_with_json(tmp_path, monkeypatch):
-    from tests.api_fixtures import LEAVE, build_kb, client_for
+    from tests.api_fixtures import build_kb, client_for
+    from tests.corpus import LEAVE
     from tests.fakes import HashEmbedder
 
     d = tmp_path / "broken"

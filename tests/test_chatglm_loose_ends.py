@@ -6,18 +6,12 @@ import json
 
 import pytest
 from chatglm_data import chatglm_root, model_dir, reference
-from tiny_models import build_tiny_glm
 
 from kbqa.errors import BadInput, ModelError
 from kbqa.llm import GenerationConfig, load_generator
 
 torch = pytest.importorskip("torch")
 GREEDY = GenerationConfig(max_new_tokens=8)
-
-
-@pytest.fixture(scope="module")
-def glm_dir(tmp_path_factory):
-    return build_tiny_glm(tmp_path_factory.mktemp("models") / "glm")
 
 
 def _ptuning_table(folder, table, projection=False):

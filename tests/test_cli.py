@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kbqa.cli import app
+from kbqa.cli.app import app
 from tests.tiny_models import build_tiny_sentence_transformer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,25 +20,6 @@ INGEST_KEYS = {
     "chunks_added", "chunks_removed", "seconds",
 }  # fmt: skip
 HIT_KEYS = {"chunk_id", "doc_id", "source", "text", "score", "metadata"}
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_sentence_transformer(tmp_path_factory.mktemp("models") / "tiny-st")
-
-
-@pytest.fixture
-def cli(tmp_path, tiny_model, monkeypatch):
-    monkeypatch.setenv("KBQA_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("KBQA_EMBEDDING_MODEL", str(tiny_model))
-    runner = CliRunner()
-
-    def run(*args: str, code: int = 0):
-        result = runner.invoke(app, list(args))
-        assert result.exit_code == code, (result.stdout, result.stderr)
-        return result
-
-    return run
 
 
 def as_json(result) -> dict:

@@ -8,9 +8,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from kbqa.cli import app
-from kbqa.cli_help import EXAMPLES
-from tests.test_cli import tiny_model  # noqa: F401 - the session fixture
+from kbqa.cli.app import app
+from kbqa.cli.help import EXAMPLES
 
 
 def _help(*path: str) -> str:
@@ -50,20 +49,12 @@ def test_every_command_is_in_the_examples():
 
 
 @pytest.fixture
-def run(tmp_path, tiny_model, monkeypatch):  # noqa: F811
-    # set, then delete: monkeypatch then restores whatever --home writes into os.environ
-    monkeypatch.setenv("KBQA_HOME", "unused")
+def run(cli, tmp_path, monkeypatch):
+    """conftest's `cli` without a KBQA_HOME (so --home and ./indexes are what count), in tmp."""
+    # deleted after conftest set it: monkeypatch then restores whatever --home writes there
     monkeypatch.delenv("KBQA_HOME")
-    monkeypatch.setenv("KBQA_EMBEDDING_MODEL", str(tiny_model))
     monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-
-    def invoke(*args: str, code: int = 0, **kw):
-        r = runner.invoke(app, list(args), **kw)
-        assert r.exit_code == code, (r.stdout, r.stderr)
-        return r
-
-    return invoke
+    return cli
 
 
 def test_home_option_and_the_loading_line(run, tmp_path):
@@ -91,9 +82,9 @@ def test_kb_delete_asks_in_a_terminal_only(run, tmp_path, monkeypatch):
     docs.mkdir()
     (docs / "a.md").write_text("员工每年享有5天带薪年假。\n", encoding="utf-8")
     run("ingest", str(docs), "--kb", "hr", "--json")
-    import kbqa.cli
+    import kbqa.cli.kbs
 
-    real = kbqa.cli.sys
+    real = kbqa.cli.kbs.sys
 
     class Terminal:  # CliRunner swaps sys.stdin for a pipe-like object; say it is a tty
         def __getattr__(self, name):
@@ -105,7 +96,7 @@ def test_kb_delete_asks_in_a_terminal_only(run, tmp_path, monkeypatch):
             stdin.isatty = lambda: True
             return stdin
 
-    monkeypatch.setattr(kbqa.cli, "sys", Terminal())
+    monkeypatch.setattr(kbqa.cli.kbs, "sys", Terminal())
     no = run("kb", "delete", "hr", input="n\n", code=1)
     assert "Delete knowledge base 'hr'" in no.output
     assert (tmp_path / "indexes" / "hr").is_dir()

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from kbqa.ask import Asker
-from kbqa.condense import MAX_TURN_CHARS, MAX_TURNS, clean_history, condense, condense_rules
 from kbqa.config import AskConfig
 from kbqa.prompt import load_prompts
-from tests.api_fixtures import LEAVE, TRAVEL, VPN, build_kb
+from kbqa.retrieval.condense import (
+    MAX_TURN_CHARS,
+    MAX_TURNS,
+    clean_history,
+    condense,
+    condense_rules,
+)
+from tests.api_fixtures import build_kb
+from tests.corpus import LEAVE, TRAVEL, VPN
 from tests.fakes import HashEmbedder
 
 TABLE = "# 住宿标准\n\n| 级别 | 一线城市 |\n| --- | --- |\n| 普通员工 | 450 |\n| 经理 | 650 |\n"

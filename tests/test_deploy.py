@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,10 +12,10 @@ from kbqa.config import IngestConfig, Settings, SplitConfig
 from kbqa.errors import ModelError
 from kbqa.kb import KnowledgeBase
 from kbqa.llm import load_generator
+from tests.corpus import LEAVE
 from tests.fakes import HashEmbedder
 
 ROOT = Path(__file__).resolve().parents[1]
-LEAVE = "# 休假制度\n\n## 年假\n\n员工入职满一年后，每年享有5天带薪年假。满十年的员工每年享有10天年假。\n"
 
 
 def endpoint_exists() -> bool:
@@ -30,10 +27,8 @@ def endpoint_exists() -> bool:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[str]:
+def server(tmp_path: Path, live_server) -> str:
     """kbqa's API on a real port (extractive answers), as vLLM would be: a base URL."""
-    import uvicorn
-
     embedder = HashEmbedder()
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -47,17 +42,7 @@ def server(tmp_path: Path) -> Iterator[str]:
         generator=None,
         keys=KeyRing({}),
     )
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the API did not start"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(10)
+    return live_server(app) + "/v1"
 
 
 @pytest.mark.skipif(not endpoint_exists(), reason="the REST API has no /v1/chat/completions yet")

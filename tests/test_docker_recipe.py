@@ -111,8 +111,8 @@ def test_model_layer_has_every_kbqa_module_that_e5_rebuild_imports():
     """The Dockerfiles' model layer copies only these modules; an import of another breaks it."""
     import ast
 
-    copied = {"kbqa", "kbqa.errors", "kbqa.e5_rebuild"}
-    for name in ("__init__.py", "errors.py", "e5_rebuild.py"):
+    copied = {"kbqa", "kbqa.errors", "kbqa.embed", "kbqa.embed.e5_rebuild"}
+    for name in ("__init__.py", "errors.py", "embed/__init__.py", "embed/e5_rebuild.py"):
         tree = ast.parse((ROOT / "kbqa" / name).read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("kbqa"):
@@ -122,7 +122,8 @@ def test_model_layer_has_every_kbqa_module_that_e5_rebuild_imports():
                     assert not alias.name.startswith("kbqa") or alias.name in copied
     for dockerfile in ("Dockerfile", "Dockerfile.gpu"):
         text = (ROOT / "docker" / dockerfile).read_text(encoding="utf-8")
-        assert "COPY kbqa/__init__.py kbqa/errors.py kbqa/e5_rebuild.py /src/kbqa/" in text
+        assert "COPY kbqa/__init__.py kbqa/errors.py /src/kbqa/" in text
+        assert "COPY kbqa/embed/__init__.py kbqa/embed/e5_rebuild.py /src/kbqa/embed/" in text
 
 
 def test_dockerignore_is_an_allowlist_without_tests_venv_indexes_or_benchmarks():

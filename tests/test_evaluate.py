@@ -9,11 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from kbqa.cli import app
 from kbqa.errors import BadInput
-from kbqa.evaluate import (
+from kbqa.evaluate.metrics import (
     char_f1,
     contains_answer,
     latency,
@@ -139,18 +137,12 @@ def test_cmrc_trial_set_reads_as_256_documents_and_1000_questions():
 
 
 @pytest.fixture
-def cli(tmp_path, monkeypatch):
-    monkeypatch.setenv("KBQA_HOME", str(tmp_path / "home"))
+def cli(cli, tmp_path, monkeypatch):
+    """conftest's `cli`, with the hash embedder and a cache of its own (SQuAD paragraphs)."""
+    monkeypatch.delenv("KBQA_EMBEDDING_MODEL")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr("kbqa.cli.embedder_for", lambda spec: HashEmbedder())
-    runner = CliRunner()
-
-    def run(*args: str, code: int = 0):
-        result = runner.invoke(app, list(args))
-        assert result.exit_code == code, (result.stdout, result.stderr)
-        return result
-
-    return run
+    monkeypatch.setattr("kbqa.cli.common.embedder_for", lambda spec: HashEmbedder())
+    return cli
 
 
 def test_eval_on_a_squad_file_ingests_it_and_writes_the_report(cli, tmp_path):

@@ -79,3 +79,13 @@ def test_a_second_sentence_nearly_as_good_is_kept_within_the_short_limit():
     text = "年假按司龄计算。满1年不满5年的，年假7天；满5年的，年假10天。"
     answer = extract("司龄满5年年假几天", [hit(text)])
     assert "年假10天" in answer and len(answer) <= 130
+
+
+def test_answer_labels_are_the_faq_matchers_own():
+    """One Q/A-label rule (kbqa.text): 答案： is an answer label for extraction as for FAQ."""
+    from kbqa.extractive import answer_text
+    from kbqa.retrieval.faq import qa_pairs
+
+    hit = Hit(1, 1, "faq.txt", "问题：年假几天？\n答案：5天。", 0.0)
+    assert qa_pairs(hit) == [("年假几天？", "5天。")]
+    assert answer_text(hit).strip() == "5天。"

@@ -9,8 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from kbqa.cli import finetune as ft_cli
 from kbqa.errors import BadInput
-from kbqa.finetune import cli as ft_cli
 from kbqa.finetune.metrics import bleu4, rouge_l, rouge_n, text_scores
 from kbqa.finetune.qa import (
     QAPair,
@@ -197,7 +197,7 @@ def test_qa_pairs_from_a_real_kb_with_hybrid_retrieval(
     kb.ingest([docs], embedder, IngestConfig())
     kb.close()
     monkeypatch.setenv("KBQA_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr("kbqa.embed.load_embedder", lambda spec, config: embedder)
+    monkeypatch.setattr("kbqa.embed.factory.load_embedder", lambda spec, config: embedder)
     app = typer.Typer()
     ft_cli.register(app)
     out = tmp_path / "pairs.jsonl"

@@ -55,7 +55,7 @@ def test_the_command_reports_a_bad_flag_before_loading_anything(tmp_path: Path) 
     import typer
     from typer.testing import CliRunner
 
-    from kbqa.finetune.cli import register
+    from kbqa.cli.finetune import register
 
     app = typer.Typer()
     register(app)

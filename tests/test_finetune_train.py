@@ -10,8 +10,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from kbqa.cli.finetune import register
 from kbqa.errors import BadInput, Conflict, NotFound
-from kbqa.finetune.cli import register
 from kbqa.finetune.methods import MethodConfig, build_model, load_adapter
 from kbqa.finetune.samples import TrainRow
 from kbqa.finetune.train import TrainConfig, train

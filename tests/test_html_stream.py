@@ -17,7 +17,7 @@ MEASURE = textwrap.dedent(
     sys.path.insert(0, {root!r})
     from pathlib import Path
     from kbqa.config import LoadConfig
-    from kbqa.loaders import load
+    from kbqa.ingest.loaders import load
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     chars = docs = 0
     for doc in load(Path(sys.argv[1]), LoadConfig()):

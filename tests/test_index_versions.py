@@ -12,7 +12,7 @@ from fakes import HashEmbedder
 
 from kbqa.config import IngestConfig, SplitConfig
 from kbqa.kb import KnowledgeBase
-from kbqa.lexical import LexicalIndex
+from kbqa.retrieval.lexical import LexicalIndex
 from kbqa.store.chunks import ChunkStore
 from kbqa.store.indexes import Indexes
 from kbqa.store.manifest import Manifest, index_versions, lexical_drift

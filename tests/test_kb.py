@@ -13,35 +13,12 @@ import pytest
 
 from kbqa.config import IngestConfig, SplitConfig
 from kbqa.errors import BadInput, Conflict, NotFound
-from kbqa.kb import KnowledgeBase, _lock, list_kbs, validate_name
+from kbqa.kb import KnowledgeBase, list_kbs, validate_name
+from kbqa.store.lock import writer_lock
+from tests.corpus import LEAVE, VPN, write
 from tests.fakes import HashEmbedder
 
 ROOT = Path(__file__).resolve().parents[1]
-
-LEAVE = "# 休假制度\n\n## 年假\n\n员工入职满一年后，每年享有5天带薪年假。满十年的员工每年享有10天年假。\n"
-TRAVEL = "# 出差标准\n\n一线城市住宿标准为每晚600元，其他城市每晚400元。出差补贴每天100元。\n"
-VPN = "远程办公需要先连接公司VPN。VPN客户端可在IT门户下载，账号与邮箱相同。\n"
-
-
-def write(folder: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding=encoding)
-    return path
-
-
-@pytest.fixture
-def corpus(tmp_path: Path) -> Path:
-    docs = tmp_path / "docs"
-    write(docs, "leave.md", LEAVE)
-    write(docs, "travel.md", TRAVEL)
-    write(docs, "it/vpn.txt", VPN)
-    return docs
-
-
-@pytest.fixture
-def embedder() -> HashEmbedder:
-    return HashEmbedder()
 
 
 def make_kb(tmp_path: Path, embedder, name: str = "demo") -> KnowledgeBase:
@@ -210,10 +187,10 @@ def test_stale_indexes_are_rebuilt_by_readers_and_repaired_by_the_next_writer(
 
 def test_one_writer_at_a_time(tmp_path, corpus, embedder):
     kb = make_kb(tmp_path, embedder)
-    with _lock(kb.folder), pytest.raises(Conflict, match="another process is writing"):
-        from kbqa import kb as kb_module
+    with writer_lock(kb.folder), pytest.raises(Conflict, match="another process is writing"):
+        from kbqa.store import lock as kb_module
 
-        with kb_module._lock(kb.folder, timeout=0.1):
+        with kb_module.writer_lock(kb.folder, timeout=0.1):
             pass
 
 
@@ -305,10 +282,10 @@ def test_a_file_failing_mid_stream_leaves_no_partial_chunks(tmp_path, embedder, 
     docs = tmp_path / "docs"
     write(docs, "big.txt", "内容。\n\n" * 10)
     write(docs, "ok.md", LEAVE)
-    import kbqa.split
+    import kbqa.ingest.split
     from kbqa.types import Chunk
 
-    real = kbqa.split.split_documents
+    real = kbqa.ingest.split.split_documents
 
     def failing(documents, config):
         documents = list(documents)
@@ -318,7 +295,7 @@ def test_a_file_failing_mid_stream_leaves_no_partial_chunks(tmp_path, embedder, 
             raise OSError("disk read error")
         yield from real(documents, config)
 
-    monkeypatch.setattr(kbqa.split, "split_documents", failing)
+    monkeypatch.setattr(kbqa.ingest.split, "split_documents", failing)
     kb = make_kb(tmp_path, embedder)
     report = kb.ingest([docs], embedder, IngestConfig())
     assert [Path(f.path).name for f in report.files_failed] == ["big.txt"]
@@ -334,3 +311,30 @@ def test_ingesting_a_folder_that_holds_the_kb_home_skips_the_indexes(tmp_path, c
     assert report.files_seen == 3 and report.files_failed == []
     report = kb.ingest([corpus], embedder, IngestConfig())
     assert report.files_seen == 3 and report.files_unchanged == 3
+
+
+def test_readers_of_the_writers_kb_see_its_indexes_only_at_checkpoints(tmp_path, corpus, embedder):
+    """kb.writer() works on indexes of its own: the same KnowledgeBase's searches keep the last
+    published state until the writer checkpoints, and never a half-applied batch."""
+    kb = make_kb(tmp_path, embedder)
+    kb.ingest([corpus / "leave.md"], embedder, IngestConfig())
+    more = write(tmp_path / "more", "vpn.txt", VPN)
+    seen_during: list[list[str]] = []
+
+    class Watch:  # IngestProgress: file_done comes after the file's transaction committed
+        def start(self, total_files: int) -> None:
+            pass
+
+        def file_done(self, path: str, status: str) -> None:
+            seen_during.append([h.source for h in kb.search("VPN客户端", 5, embedder)])
+
+        def chunks_done(self, n: int) -> None:
+            pass
+
+    with kb.writer() as writer:
+        report = writer.ingest([more], embedder, IngestConfig(checkpoint_seconds=3600), Watch())
+        assert report.files_added == 1
+        assert str(more.resolve()) in [h.source for h in kb.search("VPN客户端", 5, embedder)]
+    assert seen_during and all(str(more.resolve()) not in s for s in seen_during)
+    assert kb.store.document(str(more.resolve())) is not None  # committed before the checkpoint
+    assert not hasattr(kb, "writable")

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from kbqa.kb import KnowledgeBase
-from tests.test_kb import KILL_SCRIPT, ROOT, assert_consistent, write
+from tests.corpus import write
+from tests.test_kb import KILL_SCRIPT, ROOT, assert_consistent
 
 RUNS = 20
 FILES = 30

@@ -10,16 +10,10 @@ import pytest
 
 from kbqa.config import IngestConfig
 from kbqa.kb import KnowledgeBase
-from tests.test_kb import LEAVE, TRAVEL, VPN, assert_consistent, make_kb, write
+from tests.corpus import LEAVE, TRAVEL, VPN, write
+from tests.test_kb import assert_consistent, make_kb
 
 INDEX_FILES = ("dense.faiss", "lexical.npz", "manifest.json")
-
-
-@pytest.fixture
-def embedder():
-    from tests.fakes import HashEmbedder
-
-    return HashEmbedder()
 
 
 def test_a_non_utf8_file_name_fails_alone_and_the_batch_commits(tmp_path, embedder):

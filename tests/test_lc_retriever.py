@@ -9,7 +9,7 @@ from kbqa.config import IngestConfig, SplitConfig
 from kbqa.errors import BadInput, NotFound
 from kbqa.kb import KnowledgeBase
 from kbqa.lc_retriever import KbqaRetriever
-from kbqa.retrieve import Retriever
+from kbqa.retrieval.retriever import Retriever
 from tests.fakes import HashEmbedder
 
 

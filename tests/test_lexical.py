@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kbqa.lexical import FILE_NAME, LexicalIndex, tokenize
+from kbqa.retrieval.lexical import FILE_NAME, LexicalIndex
+from kbqa.text import tokenize
 
 DOCS = {
     1: "员工入职满一年后，每年享有5天带薪年假。",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from tiny_models import build_tiny_glm
 
 from kbqa.errors import BadInput, ModelError
 from kbqa.llm import GenerationConfig, load_generator
@@ -14,11 +13,6 @@ torch = pytest.importorskip("torch")
 peft = pytest.importorskip("peft")
 GREEDY = GenerationConfig(max_new_tokens=8)
 PROMPT = "已知信息:\n年假十五天。\n根据已知信息回答问题:\n年假？"
-
-
-@pytest.fixture(scope="module")
-def glm_dir(tmp_path_factory):
-    return build_tiny_glm(tmp_path_factory.mktemp("models") / "glm")
 
 
 def base_model(path=None, **overrides):

@@ -8,7 +8,6 @@ import threading
 import typing
 
 import pytest
-from tiny_models import build_tiny_glm
 
 from kbqa.api.llm_queue import QueuedGenerator
 from kbqa.errors import ModelError
@@ -17,11 +16,6 @@ from tests.api_fixtures import EchoLLM
 from tests.fakes import FakeGenerator, HashEmbedder
 
 GREEDY = GenerationConfig(max_new_tokens=4)
-
-
-@pytest.fixture(scope="module")
-def glm_dir(tmp_path_factory):
-    return build_tiny_glm(tmp_path_factory.mktemp("models") / "glm")
 
 
 class NoLifecycle:
@@ -139,7 +133,7 @@ def test_services_fields_are_typed_without_importing_models_at_load():
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     from kbqa.api import state
-    from kbqa.embed import Embedder
+    from kbqa.embed.base import Embedder
     from kbqa.prompt import Prompts
 
     names = {"QueuedGenerator": QueuedGenerator, "Embedder": Embedder, "Prompts": Prompts}

@@ -6,7 +6,6 @@ import json
 import sys
 
 import pytest
-from tiny_models import build_tiny_glm
 
 from kbqa.errors import BadInput, ModelError
 from kbqa.llm import GenerationConfig, load_generator
@@ -19,11 +18,6 @@ HITS = [
     Hit(1, 1, "hr.md", "公司的年假是每年十五天。", 0.9),
     Hit(2, 1, "hr.md", "报销需要在三十天内提交发票。", 0.5),
 ]
-
-
-@pytest.fixture(scope="module")
-def glm_dir(tmp_path_factory):
-    return build_tiny_glm(tmp_path_factory.mktemp("models") / "glm")
 
 
 def spec(path, **opts) -> str:

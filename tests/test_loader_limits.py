@@ -12,7 +12,7 @@ import pytest
 
 from kbqa.config import LoadConfig
 from kbqa.errors import BadInput
-from kbqa.loaders import load
+from kbqa.ingest.loaders import load
 
 W_NS = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 

@@ -11,8 +11,8 @@ import pytest
 
 from kbqa.config import LoadConfig, SplitConfig
 from kbqa.errors import BadInput, NotFound
-from kbqa.loaders import SEGMENT_CHARS, SUPPORTED, load
-from kbqa.split import split_documents
+from kbqa.ingest.loaders import SEGMENT_CHARS, SUPPORTED, load
+from kbqa.ingest.split import split_documents
 from kbqa.types import Document
 
 CFG = LoadConfig()
@@ -82,6 +82,7 @@ def test_a_paragraph_longer_than_a_segment_is_cut(tmp_path: Path) -> None:
     assert docs[0].text.endswith("。")  # cut at a sentence end, not mid-sentence
 
 
+@pytest.mark.slow  # writes and reads 50 MB: seconds of CPU and disk on every run
 def test_50_mb_text_streams_in_bounded_memory(tmp_path: Path) -> None:
     block = "\n\n".join(f"{LEAVE}{VPN}第{i}条。" for i in range(50)) + "\n\n"
     repeats = 50 * 2**20 // len(block.encode("utf-8")) + 1

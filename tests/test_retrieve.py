@@ -10,14 +10,11 @@ import pytest
 from kbqa.config import IngestConfig, RetrieveConfig, SplitConfig
 from kbqa.errors import BadInput, Conflict
 from kbqa.kb import KnowledgeBase
-from kbqa.retrieve import Retriever, merge_adjacent, rrf
+from kbqa.retrieval.retriever import Retriever, merge_adjacent, rrf
 from kbqa.store.faiss_store import FaissStore, new_index
 from kbqa.types import Hit
+from tests.corpus import LEAVE, TRAVEL, VPN
 from tests.fakes import HashEmbedder
-
-LEAVE = "# 休假制度\n\n## 年假\n\n员工入职满一年后，每年享有5天带薪年假。满十年的员工每年享有10天年假。\n"
-TRAVEL = "# 出差标准\n\n一线城市住宿标准为每晚600元，其他城市每晚400元。出差补贴每天100元。\n"
-VPN = "远程办公需要先连接公司VPN。VPN客户端可在IT门户下载，账号与邮箱相同。\n"
 
 
 @pytest.fixture
@@ -101,3 +98,11 @@ def test_importing_kbqa_makes_openmp_threads_sleep_when_idle():
     env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "PASSIVE"
+
+
+def test_fused_depth_leaves_room_for_merges():
+    """The fused order is cut at twice the relevance pool (+2): merging neighbours may fold
+    hits together, and at least the pool must remain."""
+    from kbqa.retrieval.retriever import FUSED_DEPTH_EXTRA, FUSED_DEPTH_FACTOR, RELEVANCE_POOL
+
+    assert RELEVANCE_POOL * FUSED_DEPTH_FACTOR + FUSED_DEPTH_EXTRA == 18

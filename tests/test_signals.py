@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from kbqa.config import AskConfig
-from kbqa.lexical import LexicalIndex, tokenize
+from kbqa.retrieval.lexical import LexicalIndex
+from kbqa.retrieval.signals import answer_type, foreign, has_type, topic_words, unknown_share
 from kbqa.script import to_simplified
-from kbqa.signals import answer_type, foreign, has_type, topic_words, unknown_share
+from kbqa.text import tokenize
 
 DOCS = ["员工每年享有5天带薪年假。", "出差住宿标准为每晚600元。", "远程办公需要连接公司VPN。"]
 
@@ -60,9 +61,10 @@ def test_a_question_in_a_language_the_kb_lacks_is_judged_by_the_embedding_alone(
 
     from kbqa.ask import Asker
     from kbqa.prompt import load_prompts
-    from kbqa.retrieve import FOREIGN_SHIFT, Retrieval
+    from kbqa.retrieval.retriever import FOREIGN_SHIFT, Retrieval
     from kbqa.types import Hit
-    from tests.api_fixtures import LEAVE, TRAVEL, build_kb
+    from tests.api_fixtures import build_kb
+    from tests.corpus import LEAVE, TRAVEL
     from tests.fakes import HashEmbedder
 
     hit = Hit(1, 1, "a.md", "年假5天。", 0.8)
@@ -95,8 +97,8 @@ POLICIES = [
 def test_calibration_places_the_threshold_with_keyword_probes_and_their_swapped_twins(tmp_path):
     from kbqa.config import IngestConfig, SplitConfig
     from kbqa.kb import KnowledgeBase
-    from kbqa.refusal import METHOD, calibrate, keyword_probe, swap_keyword
-    from kbqa.retrieve import Retriever
+    from kbqa.retrieval.refusal import METHOD, calibrate, keyword_probe, swap_keyword
+    from kbqa.retrieval.retriever import Retriever
     from tests.fakes import HashEmbedder
 
     docs = tmp_path / "docs"
@@ -124,8 +126,8 @@ def test_calibration_places_the_threshold_with_keyword_probes_and_their_swapped_
 def test_a_kb_too_small_for_swapped_probes_keeps_the_probe_vs_off_topic_placement(tmp_path):
     from kbqa.config import IngestConfig, SplitConfig
     from kbqa.kb import KnowledgeBase
-    from kbqa.refusal import calibrate
-    from kbqa.retrieve import Retriever
+    from kbqa.retrieval.refusal import calibrate
+    from kbqa.retrieval.retriever import Retriever
     from tests.fakes import HashEmbedder
 
     docs = tmp_path / "docs"
@@ -143,8 +145,8 @@ def test_a_kb_too_small_for_swapped_probes_keeps_the_probe_vs_off_topic_placemen
 def test_a_question_naming_its_unit_wants_a_number_in_that_unit():
     import numpy as np
 
-    from kbqa.retrieve import UNIT_PENALTY, Retrieval
-    from kbqa.signals import has_unit, wanted_unit
+    from kbqa.retrieval.retriever import UNIT_PENALTY, Retrieval
+    from kbqa.retrieval.signals import has_unit, wanted_unit
 
     assert wanted_unit("成都分公司的员工人数是多少？") == "人|名"
     assert wanted_unit("婚假有幾天") == "天"  # Traditional folded first

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from kbqa import split
 from kbqa.config import SplitConfig
-from kbqa.split import split_documents, split_text
+from kbqa.ingest import split
+from kbqa.ingest.split import split_documents, split_text
 from kbqa.types import Document
 
 SENTENCES = [
@@ -321,3 +321,13 @@ def test_random_text_keeps_the_invariants() -> None:
         assert all(c and c == c.strip() and len(c) <= size for c in chunks), (text, config)
         if config.chunk_overlap == 0:
             assert squash("".join(chunks)) == squash(text), (text, config)
+
+
+def test_answer_sentences_and_chunk_sentences_share_their_marks() -> None:
+    """kbqa.text holds the sentence marks: the chunker's ends and the answer units agree."""
+    from kbqa.text import SENTENCE_END, SENTENCE_MARKS, sentences
+
+    text = "年假5天；病假另计！加班呢？见附表。"
+    assert sentences(text) == ["年假5天；", "病假另计！", "加班呢？", "见附表。"]
+    assert [m.group() for m in SENTENCE_END.finditer(text)] == list("；！？。")
+    assert set("；！？。") <= set(SENTENCE_MARKS)

@@ -119,7 +119,7 @@ def _prepare_queries(embedder: Any) -> None:
     """
     import threading
 
-    from kbqa.embed import E5TorchEmbedder
+    from kbqa.embed.e5 import E5TorchEmbedder
 
     if isinstance(embedder, E5TorchEmbedder):
         threading.Thread(

@@ -12,7 +12,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from kbqa.api.security import OPEN, Principal, anonymous, public_kbs
-from kbqa.api.state import Services, SharedKB
+from kbqa.api.state import Services
+from kbqa.kb import KnowledgeBase
 
 _bearer = HTTPBearer(auto_error=False, description="An API key as a bearer token.")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
@@ -88,29 +89,29 @@ def check_write(principal: Principal, kb: str) -> None:
         raise HTTPException(403, f"this API key may not write to knowledge base {kb!r}")
 
 
-async def readable_kb(kb: KbPath, principal: PrincipalDep, services: ServicesDep) -> SharedKB:
+async def readable_kb(kb: KbPath, principal: PrincipalDep, services: ServicesDep) -> KnowledgeBase:
     """The KB named in the path, if the caller may read it (403) and it exists (404)."""
     check_read(principal, kb)
     return services.kbs.get(kb)
 
 
-async def writable_kb(kb: KbPath, principal: PrincipalDep, services: ServicesDep) -> SharedKB:
+async def writable_kb(kb: KbPath, principal: PrincipalDep, services: ServicesDep) -> KnowledgeBase:
     check_write(principal, kb)
     return services.kbs.get(kb)
 
 
-ReadKb = Annotated[SharedKB, Depends(readable_kb)]
-WriteKb = Annotated[SharedKB, Depends(writable_kb)]
+ReadKb = Annotated[KnowledgeBase, Depends(readable_kb)]
+WriteKb = Annotated[KnowledgeBase, Depends(writable_kb)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
 
 
-def make_retriever(services: Services, kb: SharedKB):
-    from kbqa.retrieve import Retriever
+def make_retriever(services: Services, kb: KnowledgeBase):
+    from kbqa.retrieval.retriever import Retriever
 
     return Retriever(kb, services.embedder, services.settings.retrieve_config())
 
 
-def make_asker(services: Services, kb: SharedKB, **shape: Any):
+def make_asker(services: Services, kb: KnowledgeBase, **shape: Any):
     """An Asker; ``shape`` (generation=, system=) is a client's sampling and instruction."""
     from kbqa.ask import Asker
 

@@ -107,7 +107,7 @@ class JobManager:
         return job
 
     def _run(self, job: Job, paths: list[Path], run: IngestFn) -> None:
-        from kbqa.kb import IngestCancelled
+        from kbqa.ingest.progress import IngestCancelled
 
         if not job.cancel.is_set():
             job.status = "running"

@@ -27,14 +27,15 @@ ERRORS = {401: {}, 403: {}, 404: {}, 409: {}, 413: {}, 415: {}, 422: {}}
 
 def _ingest_fn(services: Services, name: str):
     def run(paths: list[Path], progress) -> dict:
-        from kbqa.config import IngestConfig, SplitConfig
-        from kbqa.kb import IngestCancelled, KnowledgeBase, WriterBusy
+        from kbqa.config import IngestConfig
+        from kbqa.ingest.progress import IngestCancelled
+        from kbqa.kb import KnowledgeBase
+        from kbqa.store.lock import WriterBusy
 
         # Its own writer instance: the shared reader keeps serving the last committed state.
         kb = KnowledgeBase.open(services.kbs.home, name)
         try:
-            split = SplitConfig(kb.manifest.chunk_size, kb.manifest.chunk_overlap)
-            config = IngestConfig(split=split, load=services.settings.load_config())
+            config = IngestConfig(split=kb.split_config(), load=services.settings.load_config())
             while True:
                 try:
                     report = kb.ingest(paths, services.embedder, config, progress)
@@ -85,7 +86,7 @@ async def upload(
 
     A file with the name of an earlier upload replaces it (changed content is re-indexed).
     """
-    from kbqa.loaders import SUPPORTED
+    from kbqa.ingest.loaders import SUPPORTED
 
     s = services.settings
     if len(files) > s.max_upload_files:

@@ -35,17 +35,13 @@ def list_kbs(services: ServicesDep, principal: PrincipalDep) -> dict:
 @router.post("", response_model=KbInfo, status_code=201, responses={409: {}, 422: {}})
 def create_kb(body: CreateKbRequest, services: ServicesDep, _: AdminDep) -> dict:
     """Create an empty knowledge base built with the server's embedding model (admin)."""
-    from kbqa.config import SplitConfig
-    from kbqa.kb import KnowledgeBase, validate_name
+    from kbqa.kb import KnowledgeBase, kb_exists, validate_name
 
     s = services.settings
     name = validate_name(body.name)
-    if (services.kbs.home / name / "manifest.json").is_file():
+    if kb_exists(services.kbs.home, name):
         raise Conflict(f"knowledge base {name!r} already exists")
-    split = SplitConfig(
-        chunk_size=body.chunk_size or s.chunk_size,
-        chunk_overlap=s.chunk_overlap if body.chunk_overlap is None else body.chunk_overlap,
-    )
+    split = s.split_config().override(body.chunk_size, body.chunk_overlap)
     kb = KnowledgeBase.open_or_create(
         services.kbs.home, name, services.embedder, s.embedding_model or "default", split
     )

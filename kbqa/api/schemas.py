@@ -37,7 +37,7 @@ class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(min_length=1, max_length=4000)
     top_k: int | None = TopK
-    # Up to 200 turns accepted; kbqa.condense keeps the last 20 and says so in debug.notices.
+    # Up to 200 turns accepted; kbqa.retrieval.condense keeps the last 20 and says so in debug.notices.
     history: list[Turn] = Field(default=[], max_length=200)
     stream: bool = Field(
         default=False,

@@ -7,64 +7,34 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kbqa.api.jobs import JobManager
 from kbqa.api.security import KeyRing
 from kbqa.config import Settings, apply_credentials
-from kbqa.errors import NotFound
 from kbqa.kb import KnowledgeBase, validate_name
 from kbqa.store.chunks import FILE_NAME as CHUNKS_FILE
-from kbqa.store.indexes import Indexes
 from kbqa.store.manifest import FILE_NAME as MANIFEST
 
 if TYPE_CHECKING:  # for the annotations only: importing these would pull in numpy and models
     from types import EllipsisType
 
     from kbqa.api.llm_queue import QueuedGenerator
-    from kbqa.embed import Embedder
+    from kbqa.embed.base import Embedder
     from kbqa.llm.base import Generator
     from kbqa.prompt import Prompts
 
 
-class SharedKB(KnowledgeBase):
-    """A KB opened once and read from many request threads; never written through.
-
-    Writers (ingestion jobs, removals) open their own KnowledgeBase: this one only ever sees
-    committed SQLite state (WAL) and indexes rebuilt from it, so readers never see half a batch.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._reload = threading.Lock()
-        self.inode = (self.folder / CHUNKS_FILE).stat().st_ino
-
-    @property
-    def indexes(self) -> Indexes:
-        # Read the generation before the indexes: the base class sets the indexes first.
-        loaded, current = self._loaded_generation, self._indexes
-        if current is not None and loaded == self.store.generation():
-            return current
-        # One thread reloads after a writer commits; the others wait instead of each rebuilding.
-        with self._reload:
-            try:
-                return KnowledgeBase.indexes.fget(self)
-            except OSError as e:
-                if (self.folder / MANIFEST).is_file():
-                    raise
-                # Deleted while this request was on its way: as if it had come a moment later.
-                raise NotFound(f"knowledge base {self.name!r} was deleted") from e
-
-
 class KbRegistry:
-    """One SharedKB per KB name, opened on first use and dropped when its folder goes away."""
+    """One KnowledgeBase per KB name, read by every request; opened on first use and dropped when
+    its folder goes away. Writers (ingestion jobs, removals) open their own."""
 
     def __init__(self, home: Path) -> None:
         self.home = home
-        self._open: dict[str, SharedKB] = {}
+        self._open: dict[str, KnowledgeBase] = {}
         self._lock = threading.Lock()
 
-    def _current(self, name: str, kb: SharedKB | None) -> bool:
+    def _current(self, name: str, kb: KnowledgeBase | None) -> bool:
         if kb is None:
             return False
         try:
@@ -75,7 +45,7 @@ class KbRegistry:
         except OSError:
             return False
 
-    def get(self, name: str) -> SharedKB:
+    def get(self, name: str) -> KnowledgeBase:
         validate_name(name)
         kb = self._open.get(name)
         if self._current(name, kb):
@@ -86,8 +56,7 @@ class KbRegistry:
                 return kb  # type: ignore[return-value]
             if kb is not None:
                 self._open.pop(name, None)  # not closed: see forget()
-            kb = SharedKB.open(self.home, name)
-            assert isinstance(kb, SharedKB)
+            kb = KnowledgeBase.open(self.home, name)
             self._open[name] = kb
             return kb
 
@@ -146,7 +115,7 @@ def build_services(
     settings.ask_config()
     apply_credentials(settings)
     if embedder is None:
-        from kbqa.embed import load_embedder
+        from kbqa.embed.factory import load_embedder
 
         embedder = load_embedder(settings.embedding_model, settings.embed_config())
         embedder.load()

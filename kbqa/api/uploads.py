@@ -85,7 +85,7 @@ def save(source: BinaryIO, folder: Path, name: str, max_bytes: int) -> Path:
 def is_upload(kb_folder: Path, source: str) -> bool:
     """Whether a document's source is a copy in the KB's upload folder.
 
-    Sources are stored resolved (kbqa.files.collect_files), so the folder is resolved too: a
+    Sources are stored resolved (kbqa.ingest.files.collect_files), so the folder is resolved too: a
     relative KBQA_HOME or a symlinked home must compare equal to the stored path.
     """
     return Path(source).parent == (kb_folder / UPLOADS).resolve()

@@ -9,13 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kbqa.finetune.samples import TrainRow
-
-
-def jieba_tokens(text: str) -> list[str]:
-    """Words as jieba cuts them, spaces dropped; e.g. ``jieba_tokens("年假十五天")``."""
-    import jieba
-
-    return [t for t in jieba.lcut(text) if t.strip()]
+from kbqa.text import words
 
 
 def _ngrams(tokens: Sequence[str], n: int) -> Counter[tuple[str, ...]]:
@@ -78,7 +72,7 @@ def text_scores(predictions: Sequence[str], references: Sequence[str]) -> dict[s
     """Mean ROUGE-1/2/L (jieba words) and BLEU-4 (characters) in percent, as ChatGLM reports."""
     sums = {"rouge-1": 0.0, "rouge-2": 0.0, "rouge-l": 0.0, "bleu-4": 0.0}
     for pred, ref in zip(predictions, references, strict=True):
-        pw, rw = jieba_tokens(pred), jieba_tokens(ref)
+        pw, rw = words(pred), words(ref)
         sums["rouge-1"] += rouge_n(pw, rw, 1)
         sums["rouge-2"] += rouge_n(pw, rw, 2)
         sums["rouge-l"] += rouge_l(pw, rw)
@@ -91,7 +85,7 @@ def answer_scores(
     predictions: Sequence[str], references: Sequence[str], refusal: str
 ) -> dict[str, float | None]:
     """kbqa.evaluate's answer metrics (CMRC char F1, containment, refusal) plus exact match."""
-    from kbqa.evaluate import char_f1, contains_answer, refusal_metrics
+    from kbqa.evaluate.metrics import char_f1, contains_answer, refusal_metrics
 
     n = max(len(predictions), 1)
     pairs = list(zip(predictions, references, strict=True))

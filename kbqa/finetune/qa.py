@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kbqa.errors import BadInput
+from kbqa.text import SENTENCE_MARKS
 from kbqa.types import Hit
 
 PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
@@ -22,7 +23,8 @@ _UNIT = r"(?:个工作日|个月|小时|分钟|万元|公里|工作日|天|日|�
 _FACT_RE = re.compile(rf"{_NUM}\s*({_UNIT})")
 # "X是指Y" / "X指的是Y" / "X定义为Y" / short-subject "X是Y": the subject becomes "什么是X？".
 _DEF_RE = re.compile(r"^([^，,。；：:\s]{1,12}?)(?:是指|指的是|定义为|即|是)(.{4,})$")
-_SENT_END = re.compile(r"(?<=[。！？；!?;])|\n+")
+# Cut after every mark (a run of them too) and at line breaks: marks stay with their sentence.
+_SENT_END = re.compile(rf"(?<=[{SENTENCE_MARKS}])|\n+")
 _PUNCT = re.compile(r"[\s\W_]+", re.UNICODE)
 
 

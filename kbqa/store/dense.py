@@ -55,7 +55,7 @@ def creation_settings(name: str, vector_store: str, milvus_uri: str | None) -> d
             "--store milvus needs --milvus-uri: http://host:19530 for a Milvus server, or a "
             "file path ending in .db for embedded milvus-lite"
         )
-    from kbqa.store.milvus_store import collection_name, normalise_uri
+    from kbqa.store.milvus_client import collection_name, normalise_uri
 
     return {"milvus_uri": normalise_uri(milvus_uri), "milvus_collection": collection_name(name)}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from kbqa.errors import Conflict, KbqaError
-from kbqa.lexical import LexicalIndex
+from kbqa.retrieval.lexical import LexicalIndex
 from kbqa.store.base import VectorStore
 from kbqa.store.chunks import ChunkStore
 from kbqa.store.dense import dense_store, is_remote

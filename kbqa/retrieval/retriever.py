@@ -1,0 +1,275 @@
+"""Hybrid retrieval: dense (FAISS) + lexical (BM25) fused by reciprocal rank, overlaps merged."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from kbqa.config import RetrieveConfig
+from kbqa.errors import BadInput
+from kbqa.types import Hit
+
+if TYPE_CHECKING:
+    from kbqa.embed.base import Embedder
+    from kbqa.kb import KnowledgeBase
+    from kbqa.retrieval.lexical import LexicalIndex
+    from kbqa.store.base import VectorStore
+
+
+COVERAGE_WEIGHT = 0.1
+# Weights of the refusal signals, fitted on the fit half of benchmarks/data/devcorp (never on
+# its report half); docs/benchmarks.md has the method and the rates.
+UNKNOWN_WEIGHT = 0.05  # x share of the question's rare words the KB never mentions
+TYPE_PENALTY = 0.03  # a 多少/几点/哪里 question whose passages hold no number/time/place
+UNIT_PENALTY = 0.1  # a 几天/多少钱/人数 question whose passages hold no number in that unit
+FOREIGN_SHIFT = 0.1  # cross-lingual cosines run lower: an English question on a Chinese KB
+RELEVANCE_POOL = 8  # relevance reads this many fused hits whatever top_k is (calibration too)
+SIGNAL_HITS = 3  # coverage, unknown terms and answer type look at the first hits only
+
+
+@dataclass
+class Retrieval:
+    """Fused hits (best first) plus what refusal and FAQ matching need, and stage timings."""
+
+    hits: list[Hit]
+    query_vector: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+    coverage: float = 0.0  # share of the query's IDF weight found in one of the first hits
+    unknown: float = 0.0  # share of its rare words the KB never mentions
+    type_ok: bool = True  # the first hits hold what the question word asks for
+    unit_ok: bool = True  # ... and a number in the unit it names (几天: N天)
+    foreign: bool = False  # no word of the question is in the KB (another language)
+    pool_cosine: float | None = None  # best cosine of the RELEVANCE_POOL first hits
+
+    @property
+    def best_cosine(self) -> float:
+        """The highest dense cosine of the relevance pool (-1 when there are no hits)."""
+        if self.pool_cosine is not None:
+            return self.pool_cosine
+        return max((h.score for h in self.hits), default=-1.0)
+
+    @property
+    def relevance(self) -> float:
+        """What refusal thresholds: best cosine, lifted by coverage, lowered by missing facts.
+
+        On CMRC, e5-small gives real and off-topic questions nearly the same cosines (their
+        10th/90th percentiles overlap), while coverage separates them; 0.1 was the weight that
+        met both refusal goals there. Near-domain questions (公司有健身房吗 on an HR corpus)
+        share the topic and cosine of answerable ones: what gives them away is a rare word the
+        KB never mentions, or a 多少/几点 question whose passages hold no number or time.
+        """
+        if self.foreign:
+            return self.best_cosine + FOREIGN_SHIFT
+        return (
+            self.best_cosine
+            + COVERAGE_WEIGHT * self.coverage
+            - UNKNOWN_WEIGHT * self.unknown
+            - (0.0 if self.type_ok else TYPE_PENALTY)
+            - (0.0 if self.unit_ok else UNIT_PENALTY)
+        )
+
+    def signals(self) -> dict[str, float | bool]:
+        """The parts of ``relevance``, for ``--debug``."""
+        return {
+            "best_cosine": round(self.best_cosine, 4),
+            "coverage": round(self.coverage, 4),
+            "unknown_terms": round(self.unknown, 4),
+            "answer_type_found": self.type_ok,
+            "answer_unit_found": self.unit_ok,
+            "cross_lingual": self.foreign,
+            "relevance": round(self.relevance, 4),
+        }
+
+
+def rrf(rankings: list[tuple[np.ndarray, float]], k: float) -> dict[int, float]:
+    """Reciprocal-rank fusion: each ranking adds ``weight / (k + rank)`` (rank from 1).
+
+    >>> rrf([(np.array([7, 8]), 1.0), (np.array([8]), 1.0)], 60.0)[8] > 2 / 62
+    True
+    """
+    fused: dict[int, float] = {}
+    for ids, weight in rankings:
+        for rank, cid in enumerate(ids.tolist(), start=1):
+            fused[cid] = fused.get(cid, 0.0) + weight / (k + rank)
+    return fused
+
+
+# How deep into the fused order hits are scored and merged, as a multiple of the pool (+ a few):
+# merge_adjacent folds overlapping neighbours into one hit, so ranking only ``pool`` ids could
+# leave fewer than ``pool`` hits after merging; twice the pool, plus one spare at each end of a
+# merged run, keeps enough. Deeper costs a SQLite read per lexical-only id (its cosine).
+FUSED_DEPTH_FACTOR = 2
+FUSED_DEPTH_EXTRA = 2
+
+
+@dataclass(frozen=True)
+class DenseRanking:
+    """The dense search's ids, best first, with their cosines to the query."""
+
+    ids: np.ndarray
+    cosines: np.ndarray
+
+
+class Retriever:
+    """Searches one KB with the model it was built with.
+
+    ``Hit.score`` is the dense cosine similarity of the chunk to the query (in [-1, 1], higher
+    is better, comparable to the refusal threshold) even for chunks only the lexical ranker
+    found; the order of the hits is the fused order, so scores need not decrease down the list.
+    """
+
+    def __init__(
+        self, kb: KnowledgeBase, embedder: Embedder, config: RetrieveConfig | None = None
+    ) -> None:
+        kb.check_embedder(embedder)
+        self.kb = kb
+        self.embedder = embedder
+        self.config = config or RetrieveConfig()
+
+    def search(self, query: str, top_k: int | None = None) -> list[Hit]:
+        """The ``top_k`` best chunks for ``query``, fused, best first (score: dense cosine)."""
+        return self.retrieve(query, top_k).hits
+
+    def retrieve(
+        self, query: str, top_k: int | None = None, query_vector: np.ndarray | None = None
+    ) -> Retrieval:
+        """Fused hits with timings; ``query_vector`` skips embedding (batched callers).
+
+        embed -> dense and lexical rankings -> fuse -> rescore (every hit gets its cosine) ->
+        merge overlapping neighbours -> coverage and the other relevance signals.
+        """
+        k = self._check(query, top_k)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        qv = self._embed(query, query_vector)
+        t1 = time.perf_counter()
+        timings["embed_ms"] = _ms(t1 - t0)
+        indexes = self.kb.indexes
+        dense = self._dense(indexes.dense, qv, k)
+        t2 = time.perf_counter()
+        timings["dense_ms"] = _ms(t2 - t1)
+        lexical_ids = self._lexical(indexes.lexical, query, k)
+        t3 = time.perf_counter()
+        timings["lexical_ms"] = _ms(t3 - t2)
+        order = self._fuse(dense, lexical_ids, max(k, RELEVANCE_POOL))
+        hits = self._merge(self.kb.store.hits(order, self._rescore(order, dense, qv)))
+        timings["fuse_ms"] = _ms(time.perf_counter() - t3)
+        found = Retrieval(hits[:k], qv[0], timings)
+        if hits:
+            _coverage(found, query, hits[:RELEVANCE_POOL], indexes.lexical)
+        return found
+
+    def _check(self, query: str, top_k: int | None) -> int:
+        """``top_k`` or the configured default; BadInput for an empty query or k below 1."""
+        if not query or not query.strip():
+            raise BadInput("the query is empty: give a question or keywords")
+        k = self.config.top_k if top_k is None else top_k
+        if k < 1:
+            raise BadInput(f"top_k must be at least 1, got {k}")
+        return k
+
+    def _embed(self, query: str, query_vector: np.ndarray | None) -> np.ndarray:
+        """The query as one (1, dim) row."""
+        if query_vector is None:
+            return self.embedder.embed_queries([query])
+        return np.asarray(query_vector, np.float32).reshape(1, -1)
+
+    def _dense(self, dense: VectorStore, qv: np.ndarray, k: int) -> DenseRanking:
+        scores, ids = dense.search(qv, max(self.config.candidates, k), self.config.hnsw_ef_search)
+        keep = ids[0] >= 0  # FAISS pads a short result with -1
+        return DenseRanking(ids[0][keep], scores[0][keep])
+
+    def _lexical(self, lexical: LexicalIndex, query: str, k: int) -> np.ndarray:
+        ids, _ = lexical.search(query, max(self.config.candidates, k))
+        return ids
+
+    def _fuse(self, dense: DenseRanking, lexical_ids: np.ndarray, pool: int) -> list[int]:
+        """The ids of both rankings in fused order, as deep as merging needs (FUSED_DEPTH_*)."""
+        fused = rrf(
+            [(dense.ids, self.config.dense_weight), (lexical_ids, self.config.lexical_weight)],
+            self.config.rrf_k,
+        )
+        depth = pool * FUSED_DEPTH_FACTOR + FUSED_DEPTH_EXTRA
+        return sorted(fused, key=fused.__getitem__, reverse=True)[:depth]
+
+    def _rescore(self, order: list[int], dense: DenseRanking, qv: np.ndarray) -> list[float]:
+        """The dense cosine of each id, also of those only the lexical ranking found."""
+        cosine = dict(zip(dense.ids.tolist(), dense.cosines.tolist(), strict=True))
+        missing = [c for c in order if c not in cosine]
+        if missing:
+            # From SQLite, the source of truth: works the same for FAISS and Milvus KBs.
+            vecs = self.kb.store.vectors_of(missing, qv.shape[1])
+            cosine.update(zip(missing, (vecs @ qv[0]).astype(float).tolist(), strict=True))
+        return [cosine[c] for c in order]
+
+    def _merge(self, hits: list[Hit]) -> list[Hit]:
+        return merge_adjacent(hits) if self.config.merge_overlaps else hits
+
+
+def _coverage(found: Retrieval, query: str, pool: list[Hit], lexical: LexicalIndex) -> None:
+    """Coverage and the other signals ``Retrieval.relevance`` weighs, from the first fused hits."""
+    from kbqa.retrieval.signals import (
+        answer_type,
+        foreign,
+        has_type,
+        has_unit,
+        unknown_share,
+        wanted_unit,
+    )
+    from kbqa.text import tokenize
+
+    first = [h.text for h in pool[:SIGNAL_HITS]]
+    tokens = tokenize(query)
+    found.pool_cosine = max(h.score for h in pool)
+    found.coverage = max(lexical.coverage(query, t) for t in first)
+    found.unknown = unknown_share(query, lexical.known, lexical.idf, first)
+    kind = answer_type(query)
+    found.type_ok = any(has_type(kind, t) for t in first)
+    unit = wanted_unit(query)
+    found.unit_ok = any(has_unit(unit, t) for t in first)
+    found.foreign = foreign(query, tokens, lexical.known, lexical.mostly_han())
+
+
+def merge_adjacent(hits: list[Hit]) -> list[Hit]:
+    """Overlapping neighbours of one document (consecutive ids sharing text) become one hit.
+
+    The merged hit takes the better rank and score; ``metadata["chunk_ids"]`` lists its parts.
+    """
+    out: list[Hit] = []
+    for hit in hits:
+        for i, kept in enumerate(out):
+            ids = kept.metadata.get("chunk_ids", [kept.chunk_id])
+            if kept.doc_id == hit.doc_id and (
+                hit.chunk_id == max(ids) + 1 or hit.chunk_id == min(ids) - 1
+            ):
+                before = hit.chunk_id < min(ids)
+                text = _join(hit.text, kept.text) if before else _join(kept.text, hit.text)
+                if text is None:
+                    continue  # neighbours without shared text (a new section): two hits
+                meta = dict(kept.metadata, chunk_ids=sorted([*ids, hit.chunk_id]))
+                out[i] = Hit(
+                    kept.chunk_id, kept.doc_id, kept.source, text, max(kept.score, hit.score), meta
+                )
+                break
+        else:
+            out.append(hit)
+    return out
+
+
+def _join(first: str, second: str, min_shared: int = 5) -> str | None:
+    """``first`` then ``second`` without the text they share (the splitter's overlap), or None.
+
+    >>> _join("甲乙丙丁戊己", "丁戊己庚辛", 3)
+    '甲乙丙丁戊己庚辛'
+    """
+    for size in range(min(len(first), len(second)), min_shared - 1, -1):
+        if first.endswith(second[:size]):
+            return first + second[size:]
+    return None
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)

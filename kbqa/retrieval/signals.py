@@ -1,0 +1,173 @@
+"""Question signals for refusal and answer picking: answer type, salient terms, script."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+
+from kbqa.script import to_simplified
+
+# What a question asks for, by its question word; checked in this order (几点 is a time, not a
+# number). English patterns serve English questions on any KB.
+_TYPES = (
+    (
+        "time",
+        re.compile(r"什么时候|何时|几点|哪天|几月|几号|哪一年|哪年|几时|\bwhen\b|what time", re.I),
+    ),
+    ("place", re.compile(r"哪里|哪儿|在哪|什么地方|地址|地点|\bwhere\b", re.I)),
+    ("person", re.compile(r"谁|哪位|\bwho\b", re.I)),
+    (
+        "number",
+        re.compile(
+            r"多少|几|多久|多长|多大|多高|多远|多快|比例|\bhow (many|much|long|fast|old)\b", re.I
+        ),
+    ),
+)
+_HAS = {
+    "number": re.compile(r"\d|[一二两三四五六七八九十百千万半]"),
+    "time": re.compile(
+        r"\d{1,2}\s*[:：]\s*\d{2}|\d+\s*(?:月|日|号|点|时|年)|[上下]午|周[一二三四五六日]|"
+        r"每[年月周天日]|工作日|次年|当天|之前|以内|内"
+    ),
+    "place": re.compile(r"[省市区县路街道号楼层室]|大厦|园区|门户|网站|页面|模块|APP|部", re.I),
+    "person": re.compile(r"[部组处]|经理|主管|负责人|总监|本人|员工"),
+}
+_ASKS = re.compile(r"[几哪谁啥]|多少|什么|怎么|怎样|如何|多久|多长|\d")  # question words, numbers
+_QUESTION_WORD = re.compile(r"[几哪谁啥]|多少|什么|怎么|怎样|如何|多久|多长|多大")
+
+
+def is_question_word(token: str) -> bool:
+    """几天, 多少钱, 怎么样: what the question asks with, never found in the answer's text."""
+    return bool(_QUESTION_WORD.search(token))
+
+
+_HAN = re.compile(r"[\u4e00-\u9fff]")
+
+
+def answer_type(question: str) -> str | None:
+    """``number``, ``time``, ``place``, ``person`` or None (a why/how/yes-no question).
+
+    >>> answer_type("食堂几点开饭"), answer_type("上海办公室在哪里"), answer_type("年假有几天")
+    ('time', 'place', 'number')
+    """
+    for name, pattern in _TYPES:
+        if pattern.search(question):
+            return name
+    return None
+
+
+def has_type(kind: str | None, text: str) -> bool:
+    """Whether ``text`` holds something of the kind asked for (any text, for no kind).
+
+    >>> has_type("number", "年假5天"), has_type("number", "年假按司龄计算")
+    (True, False)
+    """
+    return kind is None or bool(_HAS[kind].search(text))
+
+
+# A 几/多少 question naming its unit (几天, 多少钱, 员工人数是多少) wants a number with that unit;
+# passages with only other numbers (a phone number for 员工人数) do not answer it.
+_UNIT_ASKED = re.compile(
+    r"(?:几|多少)\s*(个月|小时|分钟|公里|天|元|钱|块|次|人|名|年|周|倍)|(人数)"
+)
+_UNIT_ALIASES = {"钱": "元|块|万", "块": "元|块", "人": "人|名", "名": "人|名", "人数": "人|名"}
+_COUNT = r"(?:\d+(?:\.\d+)?|[一二两三四五六七八九十百千万半]+)\s*(?:{})"
+
+
+def wanted_unit(question: str) -> str | None:
+    """The unit a 几/多少 question asks its number in, as a regex alternation, or None.
+
+    >>> wanted_unit("年假有几天"), wanted_unit("员工人数是多少"), wanted_unit("总部在哪里")
+    ('天', '人|名', None)
+    """
+    m = _UNIT_ASKED.search(to_simplified(question))
+    if not m:
+        return None
+    unit = m.group(1) or m.group(2)
+    return _UNIT_ALIASES.get(unit, unit)
+
+
+def has_unit(unit: str | None, text: str) -> bool:
+    """Whether ``text`` holds a number in ``unit`` (any text, for no unit).
+
+    >>> has_unit("天", "年假 5 天"), has_unit("人|名", "电话：028-8555-4321")
+    (True, False)
+    """
+    return unit is None or bool(re.search(_COUNT.format(unit), to_simplified(text)))
+
+
+def mostly_han(words: Iterable[str]) -> bool:
+    """Whether most of these words (a KB's vocabulary) are Chinese.
+
+    >>> mostly_han(["年假", "vpn", "报销"])
+    True
+    """
+    words = list(words)
+    return sum(bool(_HAN.search(w)) for w in words) * 2 > len(words)
+
+
+def content_tokens(tokens: Iterable[str]) -> list[str]:
+    """The tokens that can name a topic: Han words of 2+ characters and Latin words of 2+ letters.
+
+    jieba's search mode also emits the single characters of a word; they say little.
+    """
+    return [t for t in dict.fromkeys(tokens) if len(t) >= 2 and not _ASKS.search(t)]
+
+
+# jieba part-of-speech tags of words that name a topic: nouns, verbs, English, idioms, times.
+_TOPICAL = ("n", "v", "eng", "l", "t", "j", "i")
+
+
+def topic_words(question: str) -> list[str]:
+    """The question's words that can name what it is about (jieba parts of speech).
+
+    >>> topic_words("公司有健身房吗？")
+    ['公司', '健身房']
+    """
+    import jieba.posseg
+
+    from kbqa.text import load_jieba
+
+    load_jieba()  # its dictionary, loaded once under its lock
+    words = [
+        w.word.lower()
+        for w in jieba.posseg.cut(to_simplified(question))
+        if w.flag.startswith(_TOPICAL) and w.flag != "vd"
+    ]
+    return content_tokens(words)
+
+
+def unknown_share(
+    question: str, known: Callable[[str], bool], idf: Callable[[str], float], texts: list[str]
+) -> float:
+    """Share of the topic words' IDF weight the KB never mentions (not indexed, not in ``texts``).
+
+    ``公司有健身房吗`` on a KB without 健身房: the rarest, most telling word is the missing one.
+    """
+    words = topic_words(question)
+    weights = {t: idf(t) for t in words}
+    total = sum(weights.values())
+    if total <= 0:
+        return 0.0
+    joined = to_simplified(" ".join(texts)).lower()
+
+    def mentioned(t: str) -> bool:
+        # jieba cuts the KB and the question differently (工作三年 vs 工作): a word is known
+        # when it, or any two-character piece of it, is.
+        return known(t) or t in joined or any(known(t[i : i + 2]) for i in range(len(t) - 1))
+
+    return sum(w for t, w in weights.items() if not mentioned(t)) / total
+
+
+def foreign(question: str, tokens: list[str], known: Callable[[str], bool], kb_han: bool) -> bool:
+    """A question the lexical index cannot judge: none of its words occur in the KB at all.
+
+    An English question on a Chinese KB (or the reverse): only the multilingual embedding can
+    match it, so lexical coverage and unknown terms must not count against it.
+    """
+    # jieba cuts scripts it has no dictionary for (Hangul, kana) into single characters
+    words = content_tokens(tokens) or [t for t in dict.fromkeys(tokens) if not t.isdigit()]
+    if not words or any(known(t) for t in words):
+        return False
+    # A Han question with no known word on a Han KB is off-topic, not foreign.
+    return bool(_HAN.search(question)) != kb_han
