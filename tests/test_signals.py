@@ -159,3 +159,40 @@ def test_a_question_naming_its_unit_wants_a_number_in_that_unit():
     found.unit_ok = False
     assert abs(base - found.relevance - UNIT_PENALTY) < 1e-9
     assert found.signals()["answer_unit_found"] is False
+
+
+def test_the_writer_refits_the_threshold_only_when_a_fifth_of_the_kb_is_new(tmp_path):
+    """One uploaded file must not pay a whole calibration (hundreds of searches) at checkpoint."""
+    from kbqa.config import IngestConfig, SplitConfig
+    from kbqa.kb import KnowledgeBase
+    from kbqa.retrieval.refusal import EXTRA_KEY
+    from tests.fakes import HashEmbedder
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i, text in enumerate(POLICIES):
+        (docs / f"p{i}.txt").write_text(text, encoding="utf-8")
+    e = HashEmbedder()
+    kb = KnowledgeBase.open_or_create(tmp_path / "home", "demo", e, "test", SplitConfig())
+    kb.ingest([docs], e, IngestConfig())
+    first = kb.manifest.extra[EXTRA_KEY]
+    chunks = kb.store.counts()["chunks"]
+    assert first["last_chunk_id"] == kb.store.last_chunk_id() and first["chunks"] == chunks
+
+    # One small file, then the same name replaced: the fit stays (its time and its count).
+    note = tmp_path / "note.txt"
+    for text in ("临时通知：周五下午停电。", "临时通知：周六上午停水。"):
+        note.write_text(text, encoding="utf-8")
+        kb.ingest([note], e, IngestConfig())
+        assert kb.manifest.extra[EXTRA_KEY] == first
+    assert KnowledgeBase.open(tmp_path / "home", "demo").manifest.extra[EXTRA_KEY] == first
+
+    # More than a fifth of the KB added since the fit: refitted, for the KB as it is now.
+    more = tmp_path / "more"
+    more.mkdir()
+    for i, text in enumerate(POLICIES[: len(POLICIES) // 3 + 1]):
+        (more / f"q{i}.txt").write_text(text.replace("。", "，另行通知。", 1), encoding="utf-8")
+    kb.ingest([more], e, IngestConfig())
+    refit = kb.manifest.extra[EXTRA_KEY]
+    assert refit["created_at"] > first["created_at"]
+    assert refit["chunks"] == kb.store.counts()["chunks"] > chunks

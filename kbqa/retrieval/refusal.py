@@ -27,6 +27,9 @@ SWAPPED_PERCENTILE = 55
 PROBE_PERCENTILE = 5
 KEYWORD_PROBES = 128
 KEYWORD_WORDS = 3
+# The writer refits when more than this share of the KB's chunks was added since the last fit
+# (the same 20% as the size band of ``stored``).
+REFIT_SHARE = 0.2
 # The old placement (v3), kept for a KB too small or too plain to make swapped probes from.
 PLACEMENT = 0.38
 # Words a company's documents rarely hold, swapped into probes to make near-domain negatives
@@ -106,6 +109,7 @@ class Calibration:
     keyword_p05: float = 0.0  # keyword probes: what an asker keeps of a chunk's sentence
     swapped_p50: float = 0.0
     offtopic_p50: float = 0.0
+    last_chunk_id: int = 0  # the newest chunk when fitted: what was added since is counted by id
 
 
 def probe_text(text: str, max_chars: int = 40) -> str:
@@ -190,6 +194,7 @@ def calibrate(retriever: Retriever, probes: int = PROBES) -> Calibration | None:
         keyword_p05=round(k05, 4),
         swapped_p50=round(s50, 4),
         offtopic_p50=round(n50, 4),
+        last_chunk_id=kb.store.last_chunk_id(),
     )
 
 
@@ -239,6 +244,16 @@ def threshold_for(retriever: Retriever) -> Calibration | None:
 
 
 def fit_at_checkpoint(kb, embedder) -> dict | None:
-    """The calibration for a KB's manifest, fitted by the writer as it checkpoints."""
+    """The calibration for a KB's manifest, fitted by the writer as it checkpoints.
+
+    The stored one is kept while the KB has not moved much: at most REFIT_SHARE of its chunks
+    added since the fit (chunk ids only grow, so replaced files count as added) and its size
+    within the band ``stored`` accepts. A fit is a few hundred searches (about a second on a
+    2,000-chunk KB), which one uploaded file must not pay; the threshold is a property of the
+    whole KB, which one file barely shifts.
+    """
+    cal = stored(kb)
+    if cal is not None and kb.store.chunks_after(cal.last_chunk_id) <= REFIT_SHARE * cal.chunks:
+        return asdict(cal)
     cal = calibrate(Retriever(kb, embedder))
     return asdict(cal) if cal is not None else None

@@ -308,6 +308,17 @@ class ChunkStore:
             yield np.asarray([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
             last = rows[-1][0]
 
+    def last_chunk_id(self) -> int:
+        """The newest chunk's id, 0 for none (ids only grow: AUTOINCREMENT)."""
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'chunks'").fetchone()
+        return int(row[0]) if row else 0
+
+    def chunks_after(self, chunk_id: int) -> int:
+        """How many stored chunks were added after ``chunk_id``."""
+        return self._db.execute("SELECT COUNT(*) FROM chunks WHERE id > ?", (chunk_id,)).fetchone()[
+            0
+        ]
+
     def counts(self) -> dict[str, int]:
         docs = self._db.execute("SELECT COUNT(*) FROM documents WHERE status = 'ok'").fetchone()[0]
         failed = self._db.execute(
