@@ -94,11 +94,10 @@ POLICIES = [
 ]
 
 
-def test_calibration_places_the_threshold_with_keyword_probes_and_their_swapped_twins(tmp_path):
+def _policy_kb(tmp_path):
+    """A KB of POLICIES, one file each, with the hash embedder."""
     from kbqa.config import IngestConfig, SplitConfig
     from kbqa.kb import KnowledgeBase
-    from kbqa.retrieval.refusal import METHOD, calibrate, keyword_probe, swap_keyword
-    from kbqa.retrieval.retriever import Retriever
     from tests.fakes import HashEmbedder
 
     docs = tmp_path / "docs"
@@ -108,6 +107,14 @@ def test_calibration_places_the_threshold_with_keyword_probes_and_their_swapped_
     e = HashEmbedder()
     kb = KnowledgeBase.open_or_create(tmp_path / "home", "demo", e, "test", SplitConfig())
     kb.ingest([docs], e, IngestConfig())
+    return kb, e
+
+
+def test_calibration_places_the_threshold_with_keyword_probes_and_their_swapped_twins(tmp_path):
+    from kbqa.retrieval.refusal import METHOD, calibrate, keyword_probe, swap_keyword
+    from kbqa.retrieval.retriever import Retriever
+
+    kb, e = _policy_kb(tmp_path)
     lexical = kb.indexes.lexical
     probe, words = keyword_probe(POLICIES[5], lexical)
     assert probe.endswith("是什么？") and 1 <= len(words) <= 3 and words[0] in POLICIES[5]
@@ -163,18 +170,11 @@ def test_a_question_naming_its_unit_wants_a_number_in_that_unit():
 
 def test_the_writer_refits_the_threshold_only_when_a_fifth_of_the_kb_is_new(tmp_path):
     """One uploaded file must not pay a whole calibration (hundreds of searches) at checkpoint."""
-    from kbqa.config import IngestConfig, SplitConfig
+    from kbqa.config import IngestConfig
     from kbqa.kb import KnowledgeBase
     from kbqa.retrieval.refusal import EXTRA_KEY
-    from tests.fakes import HashEmbedder
 
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    for i, text in enumerate(POLICIES):
-        (docs / f"p{i}.txt").write_text(text, encoding="utf-8")
-    e = HashEmbedder()
-    kb = KnowledgeBase.open_or_create(tmp_path / "home", "demo", e, "test", SplitConfig())
-    kb.ingest([docs], e, IngestConfig())
+    kb, e = _policy_kb(tmp_path)
     first = kb.manifest.extra[EXTRA_KEY]
     chunks = kb.store.counts()["chunks"]
     assert first["last_chunk_id"] == kb.store.last_chunk_id() and first["chunks"] == chunks
