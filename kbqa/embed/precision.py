@@ -114,6 +114,20 @@ def choose(setting: str, device: str, flags: frozenset[str]) -> Choice:
     return Choice(wanted)
 
 
+def onnx_query_precision(setting: str, flags: frozenset[str]) -> str:
+    """int8 or fp32 for the ONNX query model (onnxruntime has no bf16 kernels on CPUs).
+
+    ``auto`` and ``int8`` take int8 where VNNI makes it fast; fp32 and bf16 keep fp32 queries.
+
+    >>> onnx_query_precision("auto", frozenset({"avx512_vnni"}))
+    'int8'
+    >>> onnx_query_precision("auto", frozenset())
+    'fp32'
+    """
+    wanted = check_precision(setting) in ("auto", "int8")
+    return "int8" if wanted and flags & INT8_FLAGS else "fp32"
+
+
 def convert(model: Any, precision: str) -> Any:
     """``model`` (a torch module) in ``precision``; bf16/fp16 in place, int8 a quantized copy."""
     import torch
