@@ -100,9 +100,10 @@ class IngestConfig:
 class RetrieveConfig:
     """Hybrid retrieval: candidates per ranker, reciprocal-rank fusion, HNSW search effort.
 
-    ``hnsw_ef_search`` only matters once a KB has passed kbqa.store.faiss_store.HNSW_THRESHOLD
-    chunks (or is on Milvus); 256 gave the right first hit for every CMRC question at 100k and
-    200k chunks in under 1 ms, against 6-11 ms for flat (docs/benchmarks.md).
+    ``hnsw_ef_search`` only matters for an HNSW index (a FAISS KB saved past 200k chunks before
+    large KBs became IVF, kbqa.store.faiss_store.LARGE_THRESHOLD, until its next checkpoint; or
+    Milvus); 256 gave the right first hit for every CMRC question at 100k and 200k chunks in
+    under 1 ms, against 6-11 ms for flat (docs/benchmarks.md).
     """
 
     top_k: int = 5

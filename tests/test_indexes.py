@@ -105,3 +105,50 @@ def test_an_unreadable_saved_index_falls_back_to_a_rebuild(tmp_path: Path) -> No
     (home / "demo" / "dense.faiss").write_bytes(b"not an index")
     reader = KnowledgeBase.open(home, "demo")
     assert reader.search("培训", 1, embedder)[0].source == "/x/a.md"
+
+
+def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    vecs = rng.standard_normal((n, dim)).astype(np.float32)
+    return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+
+
+def test_a_large_kb_becomes_ivf_with_exact_scores_tombstones_and_a_saved_kind(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    dim, vecs = 16, _unit(np.random.default_rng(0), 2000, 16)
+    store = FaissStore(dim)
+    store.add(np.arange(2000), vecs)
+    store.optimise(large_threshold=1000)
+    assert store.kind == "ivf"
+    queries = vecs[:50] + 0.05 * rng.standard_normal((50, dim)).astype(np.float32)
+    scores, ids = store.search(queries, 10)
+    exact = queries @ vecs.T
+    truth = np.argsort(-exact, axis=1)[:, :10]
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, truth, strict=True)])
+    assert recall >= 0.95
+    # Re-ranked on the exact vectors: the scores are the cosines, not 8-bit approximations.
+    np.testing.assert_allclose(scores[:, 0], exact[np.arange(50), ids[:, 0]], atol=1e-5)
+    store.remove(np.array([ids[0, 0]]))
+    assert ids[0, 0] not in store.search(queries[:1], 10)[1][0]
+    store.save(tmp_path)
+    loaded = FaissStore.load(tmp_path, dim)
+    assert loaded.kind == "ivf" and len(loaded) == 1999
+    assert ids[0, 0] not in loaded.search(queries[:1], 10)[1][0]
+    got_ids, got_vecs = loaded.vectors()
+    assert len(got_ids) == 1999 and np.allclose(got_vecs[0], vecs[got_ids[0]], atol=1e-6)
+
+
+def test_ivf_is_retrained_as_the_kb_grows_and_an_old_hnsw_index_converts() -> None:
+    from kbqa.store.faiss_store import _lists
+
+    rng = np.random.default_rng(1)
+    store = FaissStore(8)
+    store.add(np.arange(400), _unit(rng, 400, 8))
+    store.optimise(large_threshold=100)
+    before = _lists(store._index)
+    store.add(np.arange(400, 2000), _unit(rng, 1600, 8))  # 5x the vectors it was trained on
+    store.optimise(large_threshold=100)
+    assert store.kind == "ivf" and _lists(store._index) > before and len(store) == 2000
+    hnsw = FaissStore(8, new_index(8, "hnsw"))  # what a large KB saved before IVF holds
+    hnsw.add(np.arange(300), _unit(rng, 300, 8))
+    hnsw.optimise(large_threshold=100)
+    assert hnsw.kind == "ivf" and len(hnsw) == 300

@@ -135,8 +135,8 @@ def test_faiss_kind_is_computed_when_the_index_changes_not_per_call(monkeypatch)
     rng = np.random.default_rng(0)
     vecs = rng.normal(size=(20, 4)).astype(np.float32)
     store.add(np.arange(20), vecs / np.linalg.norm(vecs, axis=1, keepdims=True))
-    store.optimise(hnsw_threshold=10)
-    assert store.kind == "hnsw" and seen == [1]
+    store.optimise(large_threshold=10)
+    assert store.kind == "ivf" and seen == [1]
 
 
 def test_default_spec_is_the_torch_rebuild_with_fallback() -> None:

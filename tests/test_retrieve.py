@@ -75,8 +75,8 @@ def test_hnsw_tombstones_hide_removed_ids_and_survive_save(tmp_path):
     assert 7 not in loaded.search(vecs[7:8], 5)[1][0]
     flat = FaissStore(16)
     flat.add(np.arange(300), vecs)
-    flat.optimise(hnsw_threshold=100)
-    assert flat.kind == "hnsw" and flat.search(vecs[3:4], 1)[1][0][0] == 3
+    flat.optimise(large_threshold=100)
+    assert flat.kind == "ivf" and flat.search(vecs[3:4], 1)[1][0][0] == 3
 
 
 def test_overlapping_neighbours_merge_and_distinct_ones_do_not():

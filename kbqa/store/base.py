@@ -20,7 +20,7 @@ class VectorStore(Protocol):
 
     @property
     def kind(self) -> str:
-        """The index structure (``flat``, ``hnsw``, ``autoindex``), recorded in the manifest."""
+        """The index structure (``flat``, ``ivf``, ``hnsw``, ``autoindex``), recorded in the manifest."""
         ...
 
     def __len__(self) -> int: ...
