@@ -29,13 +29,13 @@ def _root(kb: Any) -> str:
     return root
 
 
-def public_source(kb: Any, source: str) -> str:
+def public_source(kb: Any, source: str, root: str | None = None) -> str:
     """``/srv/docs/hr/leave.md`` -> ``hr/leave.md`` (KB docs under /srv/docs); uploads as
-    ``uploads/NAME``; anything else as its file name."""
+    ``uploads/NAME``; anything else as its file name. ``root``: ``_root(kb)`` if known."""
     uploads = str(kb.folder / UPLOADS) + os.sep
     if source.startswith(uploads):
         return f"{UPLOADS}/{source[len(uploads) :]}"
-    root = _root(kb)
+    root = _root(kb) if root is None else root
     if root and source.startswith(root.rstrip(os.sep) + os.sep):
         return source[len(root.rstrip(os.sep)) + 1 :].replace(os.sep, "/")
     if not os.path.isabs(source):
@@ -43,26 +43,32 @@ def public_source(kb: Any, source: str) -> str:
     return os.path.basename(source)
 
 
-def public_text(kb: Any, text: str) -> str:
+def public_text(kb: Any, text: str, root: str | None = None) -> str:
     """An error message with the server's folders cut out of the paths it names."""
     text = text.replace(str(kb.folder / UPLOADS) + os.sep, f"{UPLOADS}/")
-    root = _root(kb).rstrip(os.sep)
+    root = (_root(kb) if root is None else root).rstrip(os.sep)
     return text.replace(root + os.sep, "") if root else text
 
 
 def public(kb: Any, data: Any) -> Any:
     """``data`` (dicts and lists, as sent) with every source/path/same_as made public, and the
     paths inside error messages too."""
+    return _public(kb, data, _root(kb))  # the root once per response, not once per source
+
+
+def _public(kb: Any, data: Any, root: str) -> Any:
     if isinstance(data, dict):
         out = {}
         for k, v in data.items():
             if k in _KEYS and isinstance(v, str):
-                out[k] = public_source(kb, v)
+                out[k] = public_source(kb, v, root)
             elif k == "error" and isinstance(v, str):
-                out[k] = public_text(kb, v)
+                out[k] = public_text(kb, v, root)
+            elif isinstance(v, dict | list):
+                out[k] = _public(kb, v, root)
             else:
-                out[k] = public(kb, v)
+                out[k] = v
         return out
     if isinstance(data, list):
-        return [public(kb, v) for v in data]
+        return [_public(kb, v, root) for v in data]
     return data

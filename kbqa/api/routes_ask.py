@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from kbqa.api.deps import (
     PrincipalDep,
@@ -73,7 +73,7 @@ async def ask(body: AskRequest, kb: ReadKb, services: ServicesDep):
     history = [tuple(turn) for turn in body.history]
     if not body.stream:
         answer = await ask_off_loop(services, asker, body.question, body.top_k, history, body.debug)
-        return public(kb, answer.to_dict())
+        return JSONResponse(public(kb, answer.to_dict()))  # as built: see routes_search
     events = asker.stream(body.question, body.top_k, history, body.debug)
     # The first event (the sources) before the status line: bad input still gets its 4xx.
     first = await first_event(services, events)
