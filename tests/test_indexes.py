@@ -125,8 +125,9 @@ def test_a_large_kb_becomes_ivf_with_exact_scores_tombstones_and_a_saved_kind(tm
     truth = np.argsort(-exact, axis=1)[:, :10]
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, truth, strict=True)])
     assert recall >= 0.95
-    # Re-ranked on the exact vectors: the scores are the cosines, not 8-bit approximations.
-    np.testing.assert_allclose(scores[:, 0], exact[np.arange(50), ids[:, 0]], atol=1e-5)
+    # Re-ranked on full vectors: cosines to fp16 precision (the flat index it was built from
+    # holds fp16 copies), not 8-bit approximations (errors of ~1e-2).
+    np.testing.assert_allclose(scores[:, 0], exact[np.arange(50), ids[:, 0]], atol=5e-4)
     store.remove(np.array([ids[0, 0]]))
     assert ids[0, 0] not in store.search(queries[:1], 10)[1][0]
     store.save(tmp_path)
@@ -134,7 +135,7 @@ def test_a_large_kb_becomes_ivf_with_exact_scores_tombstones_and_a_saved_kind(tm
     assert loaded.kind == "ivf" and len(loaded) == 1999
     assert ids[0, 0] not in loaded.search(queries[:1], 10)[1][0]
     got_ids, got_vecs = loaded.vectors()
-    assert len(got_ids) == 1999 and np.allclose(got_vecs[0], vecs[got_ids[0]], atol=1e-6)
+    assert len(got_ids) == 1999 and np.allclose(got_vecs[0], vecs[got_ids[0]], atol=1e-3)
 
 
 def test_ivf_is_retrained_as_the_kb_grows_and_an_old_hnsw_index_converts() -> None:
@@ -152,3 +153,18 @@ def test_ivf_is_retrained_as_the_kb_grows_and_an_old_hnsw_index_converts() -> No
     hnsw.add(np.arange(300), _unit(rng, 300, 8))
     hnsw.optimise(large_threshold=100)
     assert hnsw.kind == "ivf" and len(hnsw) == 300
+
+
+def test_a_flat_index_saved_in_fp32_turns_fp16_at_its_next_checkpoint() -> None:
+    import faiss
+
+    rng = np.random.default_rng(2)
+    vecs = _unit(rng, 50, 8)
+    old = FaissStore(8, faiss.IndexIDMap2(faiss.IndexFlatIP(8)))  # how flat KBs were saved
+    old.add(np.arange(50), vecs)
+    before = old.search(vecs[:5], 3)
+    old.optimise()
+    assert isinstance(faiss.downcast_index(old._index.index), faiss.IndexScalarQuantizer)
+    after = old.search(vecs[:5], 3)
+    assert old.kind == "flat" and (after[1] == before[1]).all()
+    np.testing.assert_allclose(after[0], before[0], atol=5e-4)

@@ -16,7 +16,7 @@ TOMBSTONES = "dense.removed.npy"
 # per 100k vectors, memory-bound); measured in benchmarks/bench_retrieval.py and bench_hnsw.py.
 LARGE_THRESHOLD = 200_000
 # The large index: IVF over 8-bit codes (a quarter of the bytes to scan), its best
-# IVF_REFINE x k re-ranked on the exact vectors, so scores stay exact cosines. At 1M CMRC-like
+# IVF_REFINE x k re-ranked on full vectors, so scores stay cosines (to fp16 precision). At 1M CMRC-like
 # vectors it kept recall@10 0.962 against flat at p50 3.7 ms and built in 94 s on 2 cores,
 # where HNSW never reached 0.95 on that near-tie set (docs/benchmarks.md, "HNSW and friends").
 IVF_NPROBE = 256
@@ -36,10 +36,9 @@ class FaissStore:
     """Inner-product index addressed by chunk id (flat, or IVF when large); scores are cosine."""
 
     def __init__(self, dim: int, index=None, removed: np.ndarray | None = None) -> None:
-        import faiss
 
         self.dim = dim
-        self._index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._index = index if index is not None else new_index(dim)
         self._removed: set[int] = set() if removed is None else set(removed.tolist())
         self._kind = _kind_of(self._index)
 
@@ -141,16 +140,24 @@ class FaissStore:
     def optimise(self, large_threshold: int = LARGE_THRESHOLD) -> None:
         """Switch to IVF past the threshold, retrain it as it grows, compact tombstones.
 
-        Called at checkpoints. A saved HNSW index (KBs from before IVF) becomes IVF here.
+        Called at checkpoints. A saved HNSW index (KBs from before IVF) becomes IVF here, and
+        a saved fp32 flat one fp16.
         """
+        import faiss
+
         big = len(self) >= large_threshold
         if self.kind == "flat" and not big:
+            if isinstance(faiss.downcast_index(self._index.index), faiss.IndexFlat):
+                self._rebuild("flat")  # saved before flat went fp16: half the bytes per query
             return
         fresh = self.kind == "ivf" and _lists(self._index) * 2 > _wanted_lists(len(self))
         if fresh and len(self._removed) <= COMPACT_SHARE * self._index.ntotal:
             return
+        self._rebuild("ivf" if big else "flat")
+
+    def _rebuild(self, kind: str) -> None:
         ids, vecs = self.vectors()
-        rebuilt = new_index(self.dim, "ivf" if big else "flat", vecs)
+        rebuilt = new_index(self.dim, kind, vecs)
         if len(ids):
             rebuilt.add_with_ids(vecs, ids)
         self._index, self._removed = rebuilt, set()
@@ -192,7 +199,15 @@ def new_index(dim: int, kind: str = "flat", train: np.ndarray | None = None):
     import faiss
 
     if kind == "flat":
-        return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        # Exhaustive, over fp16 copies of the vectors: a flat scan is bound by memory bandwidth
+        # (100k x 384 fp32 is 154 MB read per query), and half the bytes took half the time
+        # (~5 vs ~10 ms at 100k, docs/benchmarks.md) for cosines within a few 1e-4 of fp32. SQLite
+        # keeps the fp32 vectors; KBs saved with an fp32 IndexFlatIP are read as they are.
+        return faiss.IndexIDMap2(
+            faiss.IndexScalarQuantizer(
+                dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+            )
+        )
     if kind == "ivf":
         if train is None or not len(train):
             raise ValueError("an IVF index needs vectors to train on")
