@@ -85,6 +85,13 @@ def top(kb: KnowledgeBase, embedder, k: int = 3) -> list[list[tuple[str, str, fl
     return out
 
 
+def assert_same(got: list, want: list) -> None:
+    """The same hits in the same order, scores within fp16 precision (FAISS flat is fp16)."""
+    assert [[hit[:2] for hit in row] for row in got] == [[hit[:2] for hit in row] for row in want]
+    scores = np.array([[hit[2] for hit in row] for row in got])
+    np.testing.assert_allclose(scores, [[hit[2] for hit in row] for row in want], atol=5e-4)
+
+
 def test_collection_names_are_valid_and_distinct():
     names = {collection_name(n) for n in ("a-b", "a.b", "a_b", "人事", "人事部")}
     assert len(names) == 5
@@ -105,8 +112,12 @@ def test_store_search_matches_faiss_and_drops_vectors_without_a_chunk(uri):
     queries = vectors[40:60]
     f_scores, f_ids = faiss_store.search(queries, 10)
     m_scores, m_ids = milvus.search(queries, 10)
-    np.testing.assert_array_equal(m_ids, f_ids)
-    np.testing.assert_allclose(m_scores, f_scores, atol=1e-5)
+    # FAISS's flat index holds fp16 copies: scores agree to a few 1e-4, so only hits that far
+    # apart from their neighbours must keep their rank.
+    np.testing.assert_allclose(m_scores, f_scores, atol=5e-4)
+    gaps = np.diff(m_scores, axis=1, prepend=np.inf, append=np.nan)
+    clear = (np.abs(gaps[:, :-1]) > 1e-3) & (np.abs(gaps[:, 1:]) > 1e-3)  # the 10th: unknown
+    np.testing.assert_array_equal(m_ids[clear], f_ids[clear])
     # Ids the chunk store does not hold (a writer's file in flight) never come back.
     milvus.alive = lambda found: found % 2 == 0
     _, m_ids = milvus.search(queries, 10)
@@ -124,7 +135,7 @@ def test_faiss_and_milvus_kbs_give_the_same_hits_through_removal_and_reingestion
     kbs = (faiss_kb, milvus_kb)
     for kb in kbs:
         kb.ingest([corpus], embedder, config())
-    assert top(milvus_kb, embedder) == top(faiss_kb, embedder)
+    assert_same(top(milvus_kb, embedder), top(faiss_kb, embedder))
     assert top(milvus_kb, embedder)[0][0][0] == "leave.md"
 
     for kb in kbs:
@@ -136,11 +147,11 @@ def test_faiss_and_milvus_kbs_give_the_same_hits_through_removal_and_reingestion
         "kb": "",
     }
     assert reports[1].files_added == 1 and reports[1].files_updated == 1
-    assert top(milvus_kb, embedder) == top(faiss_kb, embedder)
+    assert_same(top(milvus_kb, embedder), top(faiss_kb, embedder))
     assert collection_ids(milvus_kb) == set(milvus_kb.store.chunk_ids().tolist())
     # A fresh reader (another process, an API replica) sees the same through Milvus.
     reader = KnowledgeBase.open(tmp_path / "home", name + "-m")
-    assert top(reader, embedder) == top(faiss_kb, embedder)
+    assert_same(top(reader, embedder), top(faiss_kb, embedder))
 
 
 def test_a_crashed_writers_leftovers_are_hidden_from_readers_and_repaired_by_the_next_writer(
