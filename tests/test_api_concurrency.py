@@ -128,3 +128,14 @@ def test_searches_are_not_held_up_by_answers_waiting_for_the_llm(home):
         finally:
             llm.release.set()
         assert all(a.result(timeout=30).json()["mode"] == "generative" for a in asks)
+
+
+def test_fastapi_telemetry_is_off_unless_fastapi_is_told_to_configure_it(monkeypatch) -> None:
+    from kbqa.api.app import _telemetry
+
+    monkeypatch.delenv("FASTAPI_OTEL_AUTO_CONFIGURE", raising=False)
+    assert _telemetry() == {
+        "tracing": False, "metrics": False, "logs": False, "operation_spans": False
+    }  # fmt: skip
+    monkeypatch.setenv("FASTAPI_OTEL_AUTO_CONFIGURE", "true")
+    assert _telemetry() is None  # FastAPI's defaults: it sets the providers up itself

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -79,6 +80,7 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # served from local assets by docs_ui (FastAPI's load from a CDN)
         redoc_url=None,
+        telemetry=_telemetry(),
     )
 
     install_errors(app)
@@ -109,6 +111,17 @@ def create_app(
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
     return app
+
+
+def _telemetry() -> dict | None:
+    """FastAPI's native OpenTelemetry off, unless FastAPI is told to configure it.
+
+    kbqa installs no OpenTelemetry provider, so the spans and metrics went to no-op ones at a
+    cost on every request (a bare FastAPI route: ~72 -> ~50 us of CPU in-process).
+    """
+    if os.environ.get("FASTAPI_OTEL_AUTO_CONFIGURE", "").lower() == "true":
+        return None
+    return {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 
 
 def _prepare_queries(embedder: Any) -> None:
