@@ -193,10 +193,13 @@ class Asker:
         if found.foreign:
             text = extract_dense(found.query_vector, hits, self.embedder.embed_passages)
             return text or self.prompts.refusal
+        from kbqa.text import tokenize
+
         lexical = self.kb.indexes.lexical
         return extract(
             question, hits, idf=lexical.idf, max_sentences=self.config.answer_sentences,
             max_chars=self.config.max_answer_chars, focus=focus,
+            extra_tokens=lexical.recovered(question, tokenize(question)),
         ) or self.prompts.refusal  # fmt: skip
 
     def _generate(self, question, hits, history, info, debug, incremental) -> Iterator[str]:

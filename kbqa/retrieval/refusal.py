@@ -18,11 +18,11 @@ EXTRA_KEY = "refusal"
 # relevance with unknown terms and answer type, fitted in the writer at checkpoint; v4: the
 # threshold is placed by keyword probes and their swapped twins (below), not by generic
 # off-topic questions, whose scores depend on the KB's genre (trivia on Wikipedia).
-METHOD = "keyword-probes-v4"
+METHOD = "keyword-probes-v5"
 # The threshold is this percentile of the KB-made negatives (keyword probes with their rarest
 # word swapped for one the KB never mentions): fitted on the fit half of benchmarks/data/devcorp
 # (benchmarks/fit_refusal.py), never on its report half.
-SWAPPED_PERCENTILE = 55
+SWAPPED_PERCENTILE = 65
 # ... and at most this percentile of the keyword probes: the KB's own answerable questions pass.
 PROBE_PERCENTILE = 5
 KEYWORD_PROBES = 128
