@@ -201,8 +201,8 @@ _NOUN = ("n", "eng", "s", "l", "j", "i", "t")
 def unknown_kind(question: str, known: Callable[[str], bool], texts: list[str]) -> bool:
     """Whether the question asks for a kind of something the KB has, named by a word it lacks.
 
-    高温补贴 on a KB with 餐补 and 通讯补贴, 国外住宿标准 on one with city rates, 住房补贴 on one
-    with 住房公积金: the head (补贴, 住宿) is there, so cosine and coverage look fine, but the
+    高温补贴 on a KB with 餐补 and 通讯补贴, 国外住宿标准 on one with city rates, 股票代码 on one
+    with 源代码: the head (补贴, 住宿, 代码) is there, so cosine and coverage look fine, but the
     specifier is new and the whole never occurs. This is the typical near-domain question a
     KB cannot answer; a paraphrase of an answerable one swaps words, not specifiers.
 
@@ -230,9 +230,10 @@ def unknown_kind(question: str, known: Callable[[str], bool], texts: list[str]) 
             return True
     for word, flag in tokens:
         if noun(word, flag) and unknown_degree(word, known, joined) > 0:
-            # 住房补贴, 股票代码: a dictionary compound the KB never writes, its head known
+            # 股票代码 on a KB with 源代码: a dictionary compound the KB never writes, its head
+            # known and its specifier not (地理位置 on a KB with 地理 and 位置 is a paraphrase)
             pieces = [p for p in jieba.cut_for_search(word) if len(p) >= 2 and p != word]
-            if pieces and known(pieces[-1]):
+            if len(pieces) >= 2 and known(pieces[-1]) and not known(pieces[0]):
                 return True
     return False
 
