@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from kbqa.config import AskConfig
 from kbqa.errors import BadInput
 from kbqa.prompt import Prompts, pack_prompt
-from kbqa.retrieval.condense import clean_history, condense
+from kbqa.retrieval.condense import clean_history, condense, focus_of
 from kbqa.retrieval.retriever import Retriever
 from kbqa.types import Answer, History, Hit
 
@@ -128,9 +128,8 @@ class Asker:
             text = self.prompts.refusal
             yield "token", text
         elif plan.route is Route.EXTRACT:
-            text = self._extract(
-                standalone, plan.sources, found, focus=question if standalone != question else ""
-            )
+            focus = focus_of(question) if standalone != question else ""
+            text = self._extract(standalone, plan.sources, found, focus=focus)
             yield "token", text
         elif plan.route is Route.GENERATE:
             pieces = []

@@ -11,6 +11,7 @@ from kbqa.retrieval.condense import (
     clean_history,
     condense,
     condense_rules,
+    focus_of,
 )
 from tests.api_fixtures import build_kb
 from tests.corpus import LEAVE, TRAVEL, VPN
@@ -61,6 +62,12 @@ def test_an_elliptical_follow_up_replaces_the_slot_of_its_kind():
     assert swap("年假有几天？", "那病假呢？") == "病假有几天？"
     # nothing of its kind in the earlier question: both are searched
     assert swap("出差住酒店每晚能报多少钱？", "那经理呢？") == "经理，出差住酒店每晚能报多少钱？"
+
+
+def test_only_an_elliptical_follow_up_names_a_row_to_pick():
+    assert focus_of("那经理呢？") == "经理"
+    # 它几点下班: 下班 is what is asked, not a row's name (a bus's 下班 17:45 is not the desk's)
+    assert focus_of("它几点下班？") == ""
 
 
 def test_a_standalone_question_and_a_follow_up_without_history_are_unchanged():

@@ -66,6 +66,17 @@ def is_follow_up(question: str) -> bool:
     return bool(_LEAD.match(q) and len(q) <= 20) or bool(re.search(r"呢\s*[?？]?\s*$", q))
 
 
+def focus_of(question: str) -> str:
+    """What an elliptical follow-up names (那经理呢？ -> 经理), to pick the row; "" for an
+    anaphoric one, whose own words (它几点下班？) are the ask, not a row's name.
+
+    >>> focus_of("那经理呢？"), focus_of("它几点下班？")
+    ('经理', '')
+    """
+    core = _TAIL.sub("", _LEAD.sub("", question.strip()))
+    return "" if _PRONOUN.search(core) else core
+
+
 def condense_rules(question: str, history: Sequence[tuple[str, str]]) -> str:
     """The standalone question: an elliptical follow-up takes the earlier question's ask, an
     anaphoric one its subject.
