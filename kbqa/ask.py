@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from kbqa.config import AskConfig
 from kbqa.errors import BadInput
 from kbqa.prompt import Prompts, pack_prompt
-from kbqa.retrieval.condense import clean_history, condense
+from kbqa.retrieval.condense import clean_history, condense, focus_of
 from kbqa.retrieval.retriever import Retriever
 from kbqa.types import Answer, History, Hit
 
@@ -128,9 +128,8 @@ class Asker:
             text = self.prompts.refusal
             yield "token", text
         elif plan.route is Route.EXTRACT:
-            text = self._extract(
-                standalone, plan.sources, found, focus=question if standalone != question else ""
-            )
+            focus = focus_of(question) if standalone != question else ""
+            text = self._extract(standalone, plan.sources, found, focus=focus)
             yield "token", text
         elif plan.route is Route.GENERATE:
             pieces = []
@@ -193,10 +192,13 @@ class Asker:
         if found.foreign:
             text = extract_dense(found.query_vector, hits, self.embedder.embed_passages)
             return text or self.prompts.refusal
+        from kbqa.text import tokenize
+
         lexical = self.kb.indexes.lexical
         return extract(
             question, hits, idf=lexical.idf, max_sentences=self.config.answer_sentences,
             max_chars=self.config.max_answer_chars, focus=focus,
+            extra_tokens=lexical.recovered(question, tokenize(question)),
         ) or self.prompts.refusal  # fmt: skip
 
     def _generate(self, question, hits, history, info, debug, incremental) -> Iterator[str]:

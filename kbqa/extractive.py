@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 from kbqa.script import to_simplified
 from kbqa.text import QA_LABEL_LINE, sentences, tokenize
+from kbqa.tiers import outside_tier
 from kbqa.types import Hit
 
 # Two sentences fit in SHORT_CHARS; the second must score SECOND of the best. Fitted on the fit
@@ -77,6 +78,7 @@ def extract(
     max_sentences: int = 3,
     max_chars: int = 200,
     focus: str = "",
+    extra_tokens: Sequence[str] = (),
 ) -> str:
     """A short answer built from the best sentences, each followed by its source marker [n].
 
@@ -85,11 +87,12 @@ def extract(
     hits. The words a passage is about (its subject, see ``_subject``) count for all of its
     sentences alike, so the rest of the question picks the sentence. The best sentence comes
     first; a second follows when it scores SECOND of the best and both fit in SHORT_CHARS.
+    ``extra_tokens`` are the question's words jieba cut apart (LexicalIndex.recovered).
     """
     from kbqa.retrieval.signals import answer_type, has_type
 
     kind = answer_type(question)
-    q_tokens = set(tokenize(question))
+    q_tokens = set(tokenize(question)) | set(extra_tokens)
     weight = {t: (idf(t) if idf else 1.0) for t in q_tokens}
     total = sum(weight.values()) or 1.0
     # A condensed follow-up (经理，普通员工…住宿标准是多少): its own words pick the row.
@@ -99,7 +102,7 @@ def extract(
     cands = [[(sent, set(tokenize(sent))) for sent in units(answer_text(hit))] for hit in hits]
     for n, hit_units in enumerate(cands, start=1):
         before: set[str] = set()
-        subject = _subject(q_tokens, hit_units)
+        subject = _subject(q_tokens, hit_units, hits[n - 1])
         # The passage's subject (蓝线裸顶鲷, named first, then 本鱼) picked the passage: it counts
         # for every sentence of it, and the question's other words pick the sentence.
         given = sum(weight[t] for t in subject) / total
@@ -117,6 +120,8 @@ def extract(
             phrase = _common_run(rest_q or plain_q, _plain(sent))
             score = lexical + context + 0.3 * chars + fits + 0.1 / n
             score += min(0.4, 0.1 * max(0, phrase - 2)) - 0.3 * _opposite(question, sent)
+            # 干满十年 against 5年以上不满10年: the rule of another tier
+            score -= 0.3 * outside_tier(question, sent)
             if f_tokens & s_tokens:
                 score += 0.5
             scored.append((score, n, pos, sent))
@@ -144,8 +149,15 @@ def extract(
     return "".join(f"{text}[{n}]" for text, n in picked)
 
 
-def _subject(q_tokens: set[str], hit_units: list[tuple[str, set[str]]]) -> set[str]:
-    """The question's words a passage is about: in its first unit or in half of its units."""
+def _subject(q_tokens: set[str], hit_units: list[tuple[str, set[str]]], hit: Hit) -> set[str]:
+    """The question's words a passage is about: in its first unit or in half of its units.
+
+    A Q/A row's answer is about its stored question (忘记打卡怎么办？ for 每月可提交3次补卡申请):
+    the words the asker shares with that question count for the answer's sentences.
+    """
+    stored = hit.metadata.get("question")
+    if isinstance(stored, str) and stored.strip() and isinstance(hit.metadata.get("answer"), str):
+        return q_tokens & set(tokenize(stored))
     if len(hit_units) < 2:
         return set()
     first = hit_units[0][1]

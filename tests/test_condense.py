@@ -11,6 +11,7 @@ from kbqa.retrieval.condense import (
     clean_history,
     condense,
     condense_rules,
+    focus_of,
 )
 from tests.api_fixtures import build_kb
 from tests.corpus import LEAVE, TRAVEL, VPN
@@ -27,6 +28,46 @@ def test_elliptical_follow_up_carries_the_earlier_question():
 def test_anaphoric_follow_up_takes_the_earlier_subject():
     q = condense_rules("它的电话是多少？", [("深圳分公司的负责人是谁？", "周敏")])
     assert "深圳" in q and "电话" in q and "它" not in q
+
+
+def test_an_anaphoric_follow_up_carries_the_entity_not_the_attribute_asked_before():
+    # 它 is IT服务台; its 分机 was the earlier question's ask, not part of the subject
+    q = condense_rules("它几点下班？", [("IT服务台的分机是多少？", "8000")])
+    assert q.startswith("IT服务台") and "分机" not in q and "多少" not in q and "下班" in q
+    q = condense_rules("它的地址在哪？", [("深圳分公司负责人是谁？", "周敏")])
+    assert "深圳分公司" in q and "负责人" not in q and "谁" not in q
+    # 其他 holds a pronoun's character but is not one
+    q = condense_rules("那去其他城市呢？", [("经理去一线城市出差住宿标准多少？", "650")])
+    assert q == "经理去其他城市出差住宿标准多少？"
+
+
+def test_an_elliptical_follow_up_replaces_the_slot_of_its_kind():
+    def swap(previous: str, follow_up: str) -> str:
+        return condense_rules(follow_up, [(previous, "")])
+
+    # a number with its unit, and the word it counts
+    assert swap("工作三年有几天年假？", "那干满十年呢？") == "干满十年有几天年假？"
+    assert swap("司龄五年年假有几天？", "那工作两年呢？") == "工作两年年假有几天？"
+    # a role
+    assert swap("试用期员工离职要提前几天通知？", "正式员工呢？") == "正式员工离职要提前几天通知？"
+    q = swap("普通员工去一线城市出差每晚住宿标准是多少？", "那经理呢？")
+    assert q.startswith("经理去一线城市") and "普通员工" not in q
+    # a place: a name alone changes only the name part of the earlier place
+    assert swap("深圳分公司在哪里？", "成都的呢？") == "成都分公司在哪里？"
+    assert swap("总部几点下班？", "台北辦公室呢？") == "台北办公室几点下班？"
+    # a period, with the follow-up's own modifier
+    assert swap("工作日加班费怎么算？", "那法定节假日呢？") == "法定节假日加班费怎么算？"
+    # a noun of the same head (假), even where jieba cuts the earlier one in two
+    assert swap("结婚能休几天婚假？", "产假呢？") == "结婚能休几天产假？"
+    assert swap("年假有几天？", "那病假呢？") == "病假有几天？"
+    # nothing of its kind in the earlier question: both are searched
+    assert swap("出差住酒店每晚能报多少钱？", "那经理呢？") == "经理，出差住酒店每晚能报多少钱？"
+
+
+def test_only_an_elliptical_follow_up_names_a_row_to_pick():
+    assert focus_of("那经理呢？") == "经理"
+    # 它几点下班: 下班 is what is asked, not a row's name (a bus's 下班 17:45 is not the desk's)
+    assert focus_of("它几点下班？") == ""
 
 
 def test_a_standalone_question_and_a_follow_up_without_history_are_unchanged():

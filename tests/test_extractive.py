@@ -89,3 +89,22 @@ def test_answer_labels_are_the_faq_matchers_own():
     hit = Hit(1, 1, "faq.txt", "问题：年假几天？\n答案：5天。", 0.0)
     assert qa_pairs(hit) == [("年假几天？", "5天。")]
     assert answer_text(hit).strip() == "5天。"
+
+
+def test_a_qa_rows_answer_is_about_its_stored_question():
+    # 忘了打卡 shares 打卡 with the row's question, not with its answer (补卡)
+    answer = "每月可在“鲸办”APP提交3次补卡申请，由直属主管审批。"
+    faq = hit("问：忘记打卡怎么办？\n答：" + answer, 1, question="忘记打卡怎么办？", answer=answer)
+    other = hit(
+        "问：报销款多久到账？\n答：7个工作日内。",
+        2,
+        question="报销款多久到账？",
+        answer="7个工作日内。",
+    )
+    rules = hit(
+        "总部实行标准工时制，工作时间为周一至周五 8:30 至 17:30。\n"
+        "仓库一线岗位实行两班倒，早班 7:00 至 15:00。\n"
+        "员工每天通过“鲸办”APP 定位打卡，上下班各打卡一次。",
+        3,
+    )
+    assert "3次补卡申请" in extract("忘了打卡一个月能补几次？", [faq, other, rules])

@@ -71,3 +71,17 @@ def test_coverage_weighs_the_rare_words_a_passage_shares_with_the_question():
     partial = index.coverage("VPN和红烧肉", DOCS[3])
     assert 0.0 < partial < 1.0
     assert index.coverage("？！", DOCS[3]) == 0.0  # no tokens at all
+
+
+def test_words_jieba_cuts_apart_in_the_query_are_searched_as_the_kb_holds_them():
+    # jieba cuts 入职报到 as 入/职报/到; the KB's text has 入职 and 报到
+    lex = LexicalIndex()
+    lex.add(
+        [1, 2],
+        ["新员工须在报到当天携带身份证原件到人力资源部办理入职。", "彩色打印需要部门经理审批。"],
+    )
+    q = "入职报到需要带哪些材料？"
+    assert set(lex.recovered(q, tokenize(q))) == {"入职", "报到"}
+    assert lex.search(q, 2)[0].tolist()[0] == 1
+    q = "彩色打印需要谁审批？"  # every word known: nothing is added
+    assert lex.recovered(q, tokenize(q)) == []

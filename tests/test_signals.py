@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from kbqa.config import AskConfig
 from kbqa.retrieval.lexical import LexicalIndex
-from kbqa.retrieval.signals import answer_type, foreign, has_type, topic_words, unknown_share
+from kbqa.retrieval.signals import (
+    answer_type,
+    foreign,
+    has_type,
+    topic_words,
+    unknown_degree,
+    unknown_kind,
+    unknown_share,
+)
 from kbqa.script import to_simplified
 from kbqa.text import tokenize
 
@@ -33,12 +41,37 @@ def test_a_topic_word_the_kb_never_mentions_counts_as_unknown():
     assert unknown_share("年假有几天？", lex.known, lex.idf, DOCS[:1]) == 0.0
 
 
+def test_a_compound_whose_telling_part_the_kb_lacks_is_not_known_by_its_other_part():
+    lex = LexicalIndex()
+    lex.add([1, 2], ["客户数据和源代码属于机密级。", "住房公积金比例12%，通讯补贴200元。"])
+    # 股票代码: 代码 is known (源代码), 股票 is not: the question is about 股票
+    assert unknown_degree("股票代码", lex.known) > 0.5
+    assert unknown_share("公司股票代码是多少", lex.known, lex.idf, ["源代码属于机密级。"]) > 0.5
+    # 住房补贴: both parts are known, the benefit itself never occurs
+    assert unknown_degree("住房补贴", lex.known) == 0.5
+    assert unknown_degree("公积金", lex.known) == 0.0
+    # 股票代码: a compound whose specifier the KB lacks and whose head it has
+    assert unknown_kind("公司股票代码是多少", lex.known, ["源代码属于机密级。"])
+    # 高温补贴: an unknown specifier of a known head
+    assert unknown_kind("高温补贴每月发多少", lex.known, ["通讯补贴200元。"])
+    assert not unknown_kind("通讯补贴每月多少", lex.known, ["通讯补贴200元。"])
+
+
+def test_grammar_jieba_glues_into_words_is_no_topic():
+    # 能到 (modal + complement) and HMM guesses such as 次会 are not terms the KB could lack
+    assert topic_words("报销的钱几天能到账？") == ["报销"]
+    assert "次会" not in topic_words("一个月迟到4次会怎么样？")
+
+
 def test_english_on_a_chinese_kb_is_cross_lingual_but_a_chinese_off_topic_question_is_not():
     lex = index()
     q = "How many days of annual leave do I get?"
     assert foreign(q, tokenize(q), lex.known, lex.mostly_han())
     q = "红烧肉怎么做"
     assert not foreign(q, tokenize(q), lex.known, lex.mostly_han())
+    # one Latin acronym the Chinese KB uses (VPN) does not make an English question Chinese
+    q = "How do I connect to the VPN from home?"
+    assert foreign(q, tokenize(q), lex.known, lex.mostly_han())
 
 
 def test_traditional_script_is_folded_for_the_lexical_index():

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from kbqa.retrieval.signals import answer_type, topic_words
+from kbqa.retrieval.slots import subject_of, swap_slot
 
 if TYPE_CHECKING:
     from kbqa.llm.base import Generator
@@ -18,8 +19,10 @@ MAX_TURN_CHARS = 1000  # per side of a turn: a pasted document is cut, not searc
 
 _LEAD = re.compile(r"^\s*(?:那么|那|还有|另外|然后|而|and|what about|how about)\s*[,，]?\s*", re.I)
 _TAIL = re.compile(r"\s*(?:呢|的呢|怎么样|如何|又如何)?\s*[?？。!！]*\s*$")
+# 其他/其它 (other), 其中, 应该 hold a pronoun's character without being one.
 _PRONOUN = re.compile(
-    r"它们的|他们的|她们的|它的|他的|她的|它们|他们|她们|它|其|该|这个|那个|\b(?:its?|they|their)\b",
+    r"(?<!其)(?:它们的|他们的|她们的|它的|他的|她的|它们|他们|她们|它)|其(?![他它余中实次])|"
+    r"(?<!应)该|这个|那个|\b(?:its?|they|their)\b",
     re.I,
 )
 _ASKS = re.compile(
@@ -63,27 +66,46 @@ def is_follow_up(question: str) -> bool:
     return bool(_LEAD.match(q) and len(q) <= 20) or bool(re.search(r"呢\s*[?？]?\s*$", q))
 
 
+def focus_of(question: str) -> str:
+    """What an elliptical follow-up names (那经理呢？ -> 经理), to pick the row; "" for an
+    anaphoric one, whose own words (它几点下班？) are the ask, not a row's name.
+
+    >>> focus_of("那经理呢？"), focus_of("它几点下班？")
+    ('经理', '')
+    """
+    core = _TAIL.sub("", _LEAD.sub("", question.strip()))
+    return "" if _PRONOUN.search(core) else core
+
+
 def condense_rules(question: str, history: Sequence[tuple[str, str]]) -> str:
     """The standalone question: an elliptical follow-up takes the earlier question's ask, an
     anaphoric one its subject.
 
     >>> condense_rules("那经理呢？", [("普通员工出差住宿标准是多少？", "450元")])
-    '经理，普通员工出差住宿标准是多少？'
-    >>> condense_rules("它的电话是多少？", [("深圳分公司的负责人是谁？", "周敏")])
-    '深圳分公司负责人的电话是多少？'
+    '经理出差住宿标准是多少？'
+    >>> condense_rules("它几点下班？", [("IT服务台的分机是多少？", "8000")])
+    'IT服务台几点下班？'
+    >>> condense_rules("那干满十年呢？", [("工作三年有几天年假？", "7天")])
+    '干满十年有几天年假？'
     """
     previous = next((q for q, _ in reversed(history) if q.strip()), "")
     if not previous or not is_follow_up(question):
         return question
     core = _TAIL.sub("", _LEAD.sub("", question.strip()))
     if _PRONOUN.search(core):
-        subject = "".join(w for w in topic_words(previous) if w not in core)
+        # The entity the earlier question was about, not the attribute it asked for.
+        subject = subject_of(previous) or "".join(w for w in topic_words(previous) if w not in core)
         return _PRONOUN.sub(
             lambda m: subject + ("的" if m.group().endswith("的") else ""), core, 1
         ) + ("？" if not core.endswith(("?", "？")) else "")
     if _ASKS.search(core) and answer_type(core):
         return f"{core}，{previous}"  # 那法定节假日几倍？ keeps its own ask, gains the topic
-    return f"{core}，{previous}" if core else previous
+    if not core:
+        return previous
+    # 那X呢: X takes the place of the earlier question's slot of its kind (a duration, a role,
+    # a place), so the search is not about both at once.
+    swapped = swap_slot(previous, core.removesuffix("的"))
+    return swapped if swapped is not None else f"{core}，{previous}"
 
 
 def condense(

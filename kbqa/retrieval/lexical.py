@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -15,6 +16,9 @@ from kbqa.text import tokenize
 
 FILE_NAME = "lexical.npz"
 FORMAT = 2  # 2: Traditional folded to Simplified before jieba
+
+
+_HAN = re.compile(r"[\u4e00-\u9fff]{2}")
 
 
 class LexicalIndex:
@@ -110,7 +114,30 @@ class LexicalIndex:
 
     def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(chunk ids, BM25 scores), best first, at most ``k``, only chunks sharing a token."""
-        return self.search_tokens(tokenize(query), k)
+        tokens = tokenize(query)
+        return self.search_tokens(tokens + self.recovered(query, tokens), k)
+
+    def recovered(self, query: str, tokens: list[str]) -> list[str]:
+        """Words of the KB that jieba cut apart in the query: 入职报到 -> 入/职报/到 loses 入职 and
+        报到, which the KB's text holds; the two characters across a cut next to a word the KB
+        never saw are searched as well.
+
+        Only cuts beside an unknown word count: where the query's words are all known, its
+        tokens are the KB's and nothing is added.
+        """
+        from kbqa.text import load_jieba
+
+        words = [w for w in load_jieba().lcut(to_simplified(query).lower()) if w.strip()]
+        have = set(tokens)
+        out = []
+        for a, b in zip(words, words[1:], strict=False):
+            if a in self.vocab and b in self.vocab:
+                continue
+            pair = a[-1] + b[0]
+            if _HAN.fullmatch(pair) and pair in self.vocab and pair not in have:
+                out.append(pair)
+                have.add(pair)
+        return out
 
     def search_tokens(self, tokens: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         if self._tail_postings > max(50_000, len(self.rows) // 10):
