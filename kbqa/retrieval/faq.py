@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -83,7 +85,7 @@ def best_match(
     pairs = [(q, a, h) for h in hits for q, a in qa_pairs(h)]
     if not pairs:
         return None
-    vecs = embedder.embed_queries([q for q, _, _ in pairs])
+    vecs = _STORED.vectors(embedder, [q for q, _, _ in pairs])
     cos = vecs @ np.asarray(query_vector, np.float32)
 
     def words(q: str) -> float:
@@ -95,3 +97,32 @@ def best_match(
         for (q, a, h), c in zip(pairs, cos, strict=True)
     ]
     return max(scored, key=lambda m: m.similarity)
+
+
+class _StoredQuestions:
+    """The vectors of stored FAQ questions, kept: the same rows come back for every question
+    on their topic, and embedding 2-4 of them took ~10 ms of each FAQ answer (one ONNX run
+    each). Keyed by model and text, so a KB's other model or an edited row embeds anew."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._kept: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def vectors(self, embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+        model = str(getattr(embedder, "model_id", id(embedder)))
+        with self._lock:
+            kept = {t: self._kept.get((model, t)) for t in texts}
+        new = list(dict.fromkeys(t for t, v in kept.items() if v is None))
+        if new:
+            for text, vec in zip(new, embedder.embed_queries(new), strict=True):
+                kept[text] = vec
+            with self._lock:
+                for text in new:
+                    self._kept[(model, text)] = kept[text]
+                while len(self._kept) > self.size:
+                    self._kept.popitem(last=False)
+        return np.stack([kept[t] for t in texts]).astype(np.float32)
+
+
+_STORED = _StoredQuestions()
