@@ -119,6 +119,9 @@ def build_services(
 
         embedder = load_embedder(settings.embedding_model, settings.embed_config())
         embedder.load()
+    from kbqa.retrieval.signals import warm
+
+    warm()  # the first question would otherwise wait 1.5 s for jieba's tables
     if generator is ...:
         from kbqa.llm import load_generator
 

@@ -26,14 +26,12 @@ def _loaded(kb_obj, as_json: bool):
     inside the first search would be counted in the retrieve time that ask prints (1.7 s for
     a 20 ms query in a fresh process: jieba's dictionary 0.7 s, its POS tables 0.8 s)."""
     from kbqa.embed.base import load_for_queries
-    from kbqa.retrieval.signals import topic_words
-    from kbqa.text import load_jieba
+    from kbqa.retrieval.signals import warm
 
     spec = kb_obj.manifest.embedding_spec
     embedder = load_for_queries(announced(common.embedder_for(spec), spec, as_json))
     kb_obj.indexes  # noqa: B018 - loads dense.faiss and lexical.npz now
-    load_jieba()
-    topic_words("年假")  # jieba's part-of-speech tables: 0.8 s on first use
+    warm()
     return embedder
 
 
