@@ -125,15 +125,12 @@ def topic_words(question: str) -> list[str]:
     >>> topic_words("公司有健身房吗？")
     ['公司', '健身房']
     """
-    import jieba.posseg
+    from kbqa.text import tagged
 
-    from kbqa.text import load_jieba
-
-    load_jieba()  # its dictionary, loaded once under its lock
     words = [
-        w.word.lower()
-        for w in jieba.posseg.cut(to_simplified(question))
-        if w.flag.startswith(_TOPICAL) and w.flag != "vd" and not _grammatical(w.word, w.flag)
+        word.lower()
+        for word, flag in tagged(to_simplified(question))
+        if flag.startswith(_TOPICAL) and flag != "vd" and not _grammatical(word, flag)
     ]
     return content_tokens(words)
 
@@ -209,16 +206,14 @@ def unknown_kind(question: str, known: Callable[[str], bool], texts: list[str]) 
     >>> unknown_kind("高温补贴每月多少", {"补贴", "每月"}.__contains__, ["通讯补贴 200 元"])
     True
     """
-    import jieba.posseg
-
-    from kbqa.text import load_jieba
+    from kbqa.text import load_jieba, tagged
 
     jieba = load_jieba()
     joined = to_simplified("".join("".join(texts).split())).lower()
     tokens = [
-        (w.word.lower(), w.flag)
-        for w in jieba.posseg.cut(to_simplified(question).lower())
-        if w.word.strip()
+        (word.lower(), flag)
+        for word, flag in tagged(to_simplified(question).lower())
+        if word.strip()
     ]
 
     def noun(word: str, flag: str) -> bool:

@@ -46,15 +46,12 @@ class Slot:
 
 def _cut(text: str) -> list[tuple[str, str, int]]:
     """(word, jieba tag, start offset) of ``text``."""
-    import jieba.posseg
+    from kbqa.text import tagged
 
-    from kbqa.text import load_jieba
-
-    load_jieba()
     out, at = [], 0
-    for w in jieba.posseg.cut(text):
-        out.append((w.word, w.flag, at))
-        at += len(w.word)
+    for word, flag in tagged(text):
+        out.append((word, flag, at))
+        at += len(word)
     return out
 
 
