@@ -71,7 +71,9 @@ _UNIT_ASKED = re.compile(
     r"(?:几|多少)\s*(个月|小时|分钟|公里|天|元|钱|块|次|人|名|年|周|倍)|(人数)"
 )
 _UNIT_ALIASES = {"钱": "元|块|万", "块": "元|块", "人": "人|名", "名": "人|名", "人数": "人|名"}
-_COUNT = r"(?:\d+(?:\.\d+)?|[一二两三四五六七八九十百千万半]+)\s*(?:{})"
+# A number as documents and questions write it: 10, 1.5, 十五, 两, 半.
+NUMBER = r"(?:\d+(?:\.\d+)?|[一二两三四五六七八九十百千万半]+)"
+_COUNT = NUMBER + r"\s*(?:{})"
 
 
 def wanted_unit(question: str) -> str | None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from kbqa.retrieval.signals import NUMBER
 from kbqa.script import to_simplified
 
 # A number with its unit: 工作三年, 10天, 1.5倍 (not 几天: that is the ask, not a slot).
 _QUANTITY = re.compile(
-    r"(?:\d+(?:\.\d+)?|[一二两三四五六七八九十百千万半]+)\s*"
+    NUMBER + r"\s*"
     r"(?:个工作日|个月|个|工作日|年|天|月|周|小时|分钟|公里|元|块|万|次|倍|人|名|%|级)"
 )
 # Head words by kind: a phrase ending in one (普通员工, 一线城市, 法定节假日) fills that slot.
