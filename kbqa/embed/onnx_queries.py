@@ -168,9 +168,12 @@ def quantize(directory: Path, check_texts: Sequence[str], bound: float) -> Path 
     try:
         model = onnx.load(str(source))
         weights = {w.name: tuple(w.dims) for w in model.graph.initializer}
-        shape = lambda node: next((weights[i] for i in node.input if i in weights), ())  # noqa: E731
-        matmuls = [n for n in model.graph.node if n.op_type == "MatMul" and len(shape(n)) == 2]
-        others = [n.name for n in matmuls if shape(n)[0] <= shape(n)[1]]  # not a down projection
+        shapes = {  # a MatMul's (in, out) weight shape; MatMuls of two activations have none
+            n.name: next((weights[i] for i in n.input if i in weights), ())
+            for n in model.graph.node
+            if n.op_type == "MatMul"
+        }
+        others = [name for name, dims in shapes.items() if len(dims) == 2 and dims[0] <= dims[1]]
         options = dict(bits=8, block_size=32, is_symmetric=True, accuracy_level=4)
         quantizer = MatMulNBitsQuantizer(
             model, nodes_to_exclude=others,

@@ -16,9 +16,9 @@ TOMBSTONES = "dense.removed.npy"
 # per 100k vectors, memory-bound); measured in benchmarks/bench_retrieval.py and bench_hnsw.py.
 LARGE_THRESHOLD = 200_000
 # The large index: IVF over 8-bit codes (a quarter of the bytes to scan), its best
-# IVF_REFINE x k re-ranked on full vectors, so scores stay cosines (to fp16 precision). At 1M CMRC-like
-# vectors it kept recall@10 0.962 against flat at p50 3.7 ms and built in 94 s on 2 cores,
-# where HNSW never reached 0.95 on that near-tie set (docs/benchmarks.md, "HNSW and friends").
+# IVF_REFINE x k re-ranked on full vectors, so scores stay cosines (to fp16 precision). At 1M
+# CMRC-like vectors it kept recall@10 0.962 against flat at p50 3.7 ms and built in 94 s on 2
+# cores, where HNSW never reached 0.95 on that near-tie set (docs/benchmarks.md, third round).
 IVF_NPROBE = 256
 IVF_REFINE = 4
 IVF_LISTS_PER_SQRT = 4  # nlist = 4 sqrt(n); rebuilt (retrained) once n has quadrupled
@@ -36,7 +36,6 @@ class FaissStore:
     """Inner-product index addressed by chunk id (flat, or IVF when large); scores are cosine."""
 
     def __init__(self, dim: int, index=None, removed: np.ndarray | None = None) -> None:
-
         self.dim = dim
         self._index = index if index is not None else new_index(dim)
         self._removed: set[int] = set() if removed is None else set(removed.tolist())
