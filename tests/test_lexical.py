@@ -66,11 +66,29 @@ def test_catch_up_tokenises_only_missing_chunks(tmp_path):
 
 def test_coverage_weighs_the_rare_words_a_passage_shares_with_the_question():
     index = build()
-    assert index.coverage("VPN客户端在哪里下载", DOCS[3]) == 1.0
-    assert index.coverage("红烧肉怎么做", DOCS[3]) == 0.0
-    partial = index.coverage("VPN和红烧肉", DOCS[3])
+    assert index.coverage("VPN客户端在哪里下载", [DOCS[3]]) == 1.0
+    assert index.coverage("红烧肉怎么做", [DOCS[3]]) == 0.0
+    partial = index.coverage("VPN和红烧肉", [DOCS[3]])
     assert 0.0 < partial < 1.0
-    assert index.coverage("？！", DOCS[3]) == 0.0  # no tokens at all
+    assert index.coverage("？！", [DOCS[3]]) == 0.0  # no tokens at all
+    # the best of several passages
+    assert index.coverage("VPN客户端在哪里下载", [DOCS[1], DOCS[3]]) == 1.0
+    assert index.coverage("VPN客户端在哪里下载", []) == 0.0
+
+
+def test_counts_kept_between_queries_follow_every_change():
+    # live chunks, length norms and document frequencies are kept until the next change
+    index = build()
+    before = index.idf("vpn"), len(index)
+    assert index.search("VPN", 3)[0].tolist() == [3]
+    index.add([4], ["VPN账号被锁定30分钟后自动解锁。"])
+    assert len(index) == 4 and index.idf("vpn") < before[0]
+    assert sorted(index.search("VPN", 3)[0].tolist()) == [3, 4]
+    index.remove([3, 4])
+    assert len(index) == 2 and index.idf("vpn") > before[0]
+    assert len(index.search("VPN", 3)[0]) == 0
+    index.compact()
+    assert len(index) == 2 and index.search("年假", 3)[0].tolist() == [1]
 
 
 def test_words_jieba_cuts_apart_in_the_query_are_searched_as_the_kb_holds_them():

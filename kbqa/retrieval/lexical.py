@@ -6,6 +6,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,15 @@ FORMAT = 2  # 2: Traditional folded to Simplified before jieba
 
 
 _HAN = re.compile(r"[\u4e00-\u9fff]{2}")
+
+
+@dataclass(frozen=True)
+class _Stats:
+    """The index's per-change numbers (``LexicalIndex._current``)."""
+
+    alive: int  # live chunks
+    norm: np.ndarray  # BM25's length normalisation of every row
+    df: dict[int, int]  # term id -> live chunks holding it, filled as queries ask
 
 
 class LexicalIndex:
@@ -41,9 +51,29 @@ class LexicalIndex:
         self._row_of: dict[int, int] | None = None
         self._tail: list[tuple[int, np.ndarray, np.ndarray]] = []  # (row, term ids, tfs)
         self._tail_postings = 0
+        self._stats: _Stats | None = None
 
     def __len__(self) -> int:
-        return int(self.alive.sum())
+        return self._current().alive
+
+    def _current(self) -> _Stats:
+        """What every query needs and only a change alters, computed once per change.
+
+        At 100k chunks, counting the live rows, BM25's length norms and a common term's
+        document frequency cost ~10-200 us each, and one retrieval asks for them ~20 times
+        (search, coverage, unknown terms). A change drops the whole object (``_changed``), so
+        a search that raced it fills a dictionary no later search reads.
+        """
+        stats = self._stats
+        if stats is None:
+            alive = int(self.alive.sum())
+            avgdl = max(float(self.lengths[self.alive].mean()), 1.0) if alive else 1.0
+            norm = self.k1 * (1 - self.b + self.b * self.lengths / avgdl)
+            stats = self._stats = _Stats(alive, norm, {})
+        return stats
+
+    def _changed(self) -> None:
+        self._stats = None
 
     # -- changes ------------------------------------------------------------------------------
 
@@ -67,6 +97,7 @@ class LexicalIndex:
         self.ids = np.concatenate([self.ids, ids])
         self.lengths = np.concatenate([self.lengths, lengths])
         self.alive = np.concatenate([self.alive, np.ones(len(ids), bool)])
+        self._changed()
         if self._row_of is not None:
             self._row_of.update((int(c), start + i) for i, c in enumerate(ids))
 
@@ -76,6 +107,7 @@ class LexicalIndex:
             row = row_of.pop(int(cid), None)
             if row is not None:
                 self.alive[row] = False
+                self._changed()
 
     def _term(self, token: str) -> int:
         tid = self.vocab.get(token)
@@ -109,6 +141,7 @@ class LexicalIndex:
         self.ids, self.lengths = self.ids[self.alive], self.lengths[self.alive]
         self.alive = np.ones(len(self.ids), bool)
         self._tail, self._tail_postings, self._row_of = [], 0, None
+        self._changed()
 
     # -- search -------------------------------------------------------------------------------
 
@@ -142,19 +175,18 @@ class LexicalIndex:
     def search_tokens(self, tokens: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         if self._tail_postings > max(50_000, len(self.rows) // 10):
             self.compact()  # a long tail makes every query scan it
-        n_alive = len(self)
+        stats = self._current()
         terms = [self.vocab[t] for t in dict.fromkeys(tokens) if t in self.vocab]
-        if not terms or n_alive == 0:
+        if not terms or stats.alive == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        avgdl = max(float(self.lengths[self.alive].mean()), 1.0)
-        norm = self.k1 * (1 - self.b + self.b * self.lengths / avgdl)
+        norm = stats.norm
         scores = np.zeros(len(self.ids), np.float32)
         for tid in terms:
             rows, tfs = self._postings(tid)
-            df = int(self.alive[rows].sum())
+            df = self._df(tid, rows)
             if df == 0:
                 continue
-            idf = np.log(1.0 + (n_alive - df + 0.5) / (df + 0.5))
+            idf = np.log(1.0 + (stats.alive - df + 0.5) / (df + 0.5))
             # rows are unique per term, so plain fancy-index addition is exact
             scores[rows] += idf * tfs * (self.k1 + 1) / (tfs + norm[rows])
         scores[~self.alive] = 0.0
@@ -176,11 +208,21 @@ class LexicalIndex:
             tfs = np.concatenate([tfs, np.asarray([f for _, f in extra], np.float32)])
         return rows, tfs
 
+    def _df(self, tid: int, rows: np.ndarray | None = None) -> int:
+        """How many live chunks hold term ``tid`` (``rows``: its postings, when at hand)."""
+        counts = self._current().df
+        df = counts.get(tid)
+        if df is None:
+            if rows is None:
+                rows = self._postings(tid)[0]
+            df = counts[tid] = int(self.alive[rows].sum())
+        return df
+
     def idf(self, token: str) -> float:
         """Inverse document frequency of a token; unseen tokens get the largest value."""
         n = len(self)
         tid = self.vocab.get(token)
-        df = 0 if tid is None else int(self.alive[self._postings(tid)[0]].sum())
+        df = 0 if tid is None else self._df(tid)
         return float(np.log(1.0 + (n - df + 0.5) / (df + 0.5)))
 
     def known(self, token: str) -> bool:
@@ -195,8 +237,8 @@ class LexicalIndex:
             self._han = (mostly_han(self.vocab), len(self.vocab))
         return self._han[0]
 
-    def coverage(self, query: str, text: str) -> float:
-        """Share of the query's IDF weight whose tokens occur in ``text`` (0 to 1).
+    def coverage(self, query: str, texts: Sequence[str]) -> float:
+        """The best share of the query's IDF weight whose tokens occur in one of ``texts`` (0-1).
 
         A question about the KB shares its rare words with the passage that answers it; an
         off-topic one shares at most common words, whatever its embedding says.
@@ -208,8 +250,11 @@ class LexicalIndex:
         total = sum(weights.values())
         if total <= 0:
             return 0.0
-        text = to_simplified(text).lower()
-        return sum(w for t, w in weights.items() if t in text) / total
+        best = 0.0
+        for text in texts:
+            text = to_simplified(text).lower()
+            best = max(best, sum(w for t, w in weights.items() if t in text) / total)
+        return best
 
     # -- persistence --------------------------------------------------------------------------
 
