@@ -35,6 +35,28 @@ def test_hybrid_search_finds_the_right_document(kb):
     assert all(-1 <= h.score <= 1.0001 for h in hits)
 
 
+def test_the_query_embedding_runs_beside_the_lexical_search_and_its_errors_reach_the_caller(kb):
+    import threading
+
+    class Recording(HashEmbedder):
+        def embed_queries(self, texts):
+            self.thread = threading.current_thread().name
+            if texts == ["坏问题"]:
+                raise RuntimeError("onnxruntime failed")
+            return super().embed_queries(texts)
+
+    e = Recording()
+    found = Retriever(kb, e).retrieve("VPN客户端在哪下载", 2)
+    assert e.thread.startswith("kbqa-embed") and found.timings["embed_ms"] >= 0
+    assert found.hits[0].source.endswith("vpn.txt")
+    with pytest.raises(RuntimeError, match="onnxruntime failed"):
+        Retriever(kb, e).retrieve("坏问题", 2)
+    # a vector given by a batched caller is not embedded again
+    e.thread = None
+    given = Retriever(kb, e).retrieve("VPN客户端在哪下载", 2, query_vector=found.query_vector)
+    assert e.thread is None and [h.chunk_id for h in given.hits] == [h.chunk_id for h in found.hits]
+
+
 def test_rrf_rewards_agreement():
     fused = rrf([(np.array([1, 2]), 1.0), (np.array([2, 3]), 1.0)], 60)
     assert max(fused, key=fused.get) == 2

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -147,17 +150,22 @@ class Retriever:
         """
         k = self._check(query, top_k)
         timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        qv = self._embed(query, query_vector)
-        t1 = time.perf_counter()
-        timings["embed_ms"] = _ms(t1 - t0)
         indexes = self.kb.indexes
-        dense = self._dense(indexes.dense, qv, k)
-        t2 = time.perf_counter()
-        timings["dense_ms"] = _ms(t2 - t1)
+        t0 = time.perf_counter()
+        # The query's embedding (onnxruntime, off the interpreter lock) runs beside the lexical
+        # search and the question's own signals (jieba, in Python): at 100k chunks 1.5 ms of
+        # them stop adding up, less the thread hand-off (~0.5 ms on the 2-core VM; see
+        # docs/benchmarks.md). The stage timings overlap, so they add up to more than the total.
+        embedding = self._embed(query, query_vector, timings)
         lexical_ids = self._lexical(indexes.lexical, query, k)
+        question_signals(query)
+        t1 = time.perf_counter()
+        timings["lexical_ms"] = _ms(t1 - t0)
+        qv = embedding.result()
+        t2 = time.perf_counter()
+        dense = self._dense(indexes.dense, qv, k)
         t3 = time.perf_counter()
-        timings["lexical_ms"] = _ms(t3 - t2)
+        timings["dense_ms"] = _ms(t3 - t2)
         order = self._fuse(dense, lexical_ids, max(k, RELEVANCE_POOL))
         hits = self._merge(self.kb.store.hits(order, self._rescore(order, dense, qv)))
         timings["fuse_ms"] = _ms(time.perf_counter() - t3)
@@ -175,11 +183,24 @@ class Retriever:
             raise BadInput(f"top_k must be at least 1, got {k}")
         return k
 
-    def _embed(self, query: str, query_vector: np.ndarray | None) -> np.ndarray:
-        """The query as one (1, dim) row."""
-        if query_vector is None:
-            return self.embedder.embed_queries([query])
-        return np.asarray(query_vector, np.float32).reshape(1, -1)
+    def _embed(
+        self, query: str, query_vector: np.ndarray | None, timings: dict[str, float]
+    ) -> Future[np.ndarray]:
+        """The query as one (1, dim) row, embedded in ``_embedding_pool`` (or given)."""
+        done: Future[np.ndarray] = Future()
+        if query_vector is not None:
+            timings["embed_ms"] = 0.0
+            done.set_result(np.asarray(query_vector, np.float32).reshape(1, -1))
+            return done
+
+        def embed() -> np.ndarray:
+            start = time.perf_counter()
+            try:
+                return self.embedder.embed_queries([query])
+            finally:
+                timings["embed_ms"] = _ms(time.perf_counter() - start)
+
+        return _embedding_pool().submit(embed)
 
     def _dense(self, dense: VectorStore, qv: np.ndarray, k: int) -> DenseRanking:
         scores, ids = dense.search(qv, max(self.config.candidates, k), self.config.hnsw_ef_search)
@@ -213,6 +234,30 @@ class Retriever:
         return merge_adjacent(hits) if self.config.merge_overlaps else hits
 
 
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _embedding_pool() -> ThreadPoolExecutor:
+    """Threads for query embeddings, one per core (made at first use: a forked server worker
+    gets its own)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="kbqa-embed")
+        return _pool
+
+
+def question_signals(query: str) -> None:
+    """Cut the question for the signals now (jieba's tags are kept), while its embedding runs."""
+    from kbqa.retrieval.signals import topic_words
+    from kbqa.script import to_simplified
+    from kbqa.text import tagged
+
+    topic_words(query)
+    tagged(to_simplified(query).lower())  # unknown_kind's cut
+
+
 def _coverage(found: Retrieval, query: str, pool: list[Hit], lexical: LexicalIndex) -> None:
     """Coverage and the other signals ``Retrieval.relevance`` weighs, from the first fused hits."""
     from kbqa.retrieval.signals import (
@@ -229,7 +274,7 @@ def _coverage(found: Retrieval, query: str, pool: list[Hit], lexical: LexicalInd
     first = [h.text for h in pool[:SIGNAL_HITS]]
     tokens = tokenize(query)
     found.pool_cosine = max(h.score for h in pool)
-    found.coverage = max(lexical.coverage(query, t) for t in first)
+    found.coverage = lexical.coverage(query, first)
     found.unknown = unknown_share(query, lexical.known, lexical.idf, first)
     kind = answer_type(query)
     found.type_ok = any(has_type(kind, t) for t in first)
