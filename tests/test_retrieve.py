@@ -57,6 +57,22 @@ def test_the_query_embedding_runs_beside_the_lexical_search_and_its_errors_reach
     assert e.thread is None and [h.chunk_id for h in given.hits] == [h.chunk_id for h in found.hits]
 
 
+def test_a_forked_child_makes_its_own_embedding_threads(kb):
+    import os
+    import signal
+
+    from kbqa.retrieval import retriever
+
+    Retriever(kb, HashEmbedder()).retrieve("VPN", 1)  # the parent's pool exists
+    pid = os.fork()
+    if pid == 0:  # the child: its retrieval must not wait on threads it does not have
+        signal.alarm(20)  # a hang ends the child (and fails the test), not the suite
+        hits = Retriever(kb, HashEmbedder()).retrieve("VPN客户端在哪下载", 1).hits
+        os._exit(0 if hits and retriever._pool is not None else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 def test_rrf_rewards_agreement():
     fused = rrf([(np.array([1, 2]), 1.0), (np.array([2, 3]), 1.0)], 60)
     assert max(fused, key=fused.get) == 2

@@ -239,13 +239,21 @@ _pool_lock = threading.Lock()
 
 
 def _embedding_pool() -> ThreadPoolExecutor:
-    """Threads for query embeddings, one per core (made at first use: a forked server worker
-    gets its own)."""
+    """Threads for query embeddings, one per core, made at first use."""
     global _pool
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="kbqa-embed")
         return _pool
+
+
+def _forget_pool() -> None:
+    """A forked child has none of its parent's threads: it makes its own pool."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def question_signals(query: str) -> None:
