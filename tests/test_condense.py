@@ -64,6 +64,26 @@ def test_an_elliptical_follow_up_replaces_the_slot_of_its_kind():
     assert swap("出差住酒店每晚能报多少钱？", "那经理呢？") == "经理，出差住酒店每晚能报多少钱？"
 
 
+def test_a_subjectless_follow_up_asks_about_the_earlier_subject():
+    row = "分公司：成都分公司；负责人：刘洋；联系电话：028-8555-4321"
+    # no pronoun, 那 or 呢: its one noun is an attribute the earlier turn's answer holds
+    q = condense_rules("电话多少？", [("成都分公司负责人是谁？", row)])
+    assert q.startswith("成都分公司") and q.endswith("电话多少？")
+    # no noun at all: a time asked of a verb; the earlier question's verb and time stay out
+    assert condense_rules("几点下班？", [("总部早上几点上班？", "8:30")]) == "总部几点下班？"
+    assert condense("要发票吗？", [("出差每天的餐饮补贴多少？", "100元，无需发票")]).startswith(
+        "餐饮补贴"
+    )
+    assert focus_of("电话多少？") == ""
+
+
+def test_a_short_question_with_a_subject_of_its_own_stands_alone():
+    row = [("成都分公司负责人是谁？", "负责人：刘洋；联系电话：028-8555-4321")]
+    # a new topic (年假, 食堂), a name or role, or a how-question are not about the earlier one
+    for q in ("年假有几天？", "食堂几点开饭？", "深圳在哪？", "经理几点下班？", "怎么请假？"):
+        assert condense_rules(q, row) == q
+
+
 def test_only_an_elliptical_follow_up_names_a_row_to_pick():
     assert focus_of("那经理呢？") == "经理"
     # 它几点下班: 下班 is what is asked, not a row's name (a bus's 下班 17:45 is not the desk's)

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from kbqa.retrieval.signals import answer_type, topic_words
-from kbqa.retrieval.slots import subject_of, swap_slot
+from kbqa.retrieval.slots import slots, subject_of, swap_slot
+from kbqa.script import to_simplified
 
 if TYPE_CHECKING:
     from kbqa.llm.base import Generator
@@ -66,13 +67,100 @@ def is_follow_up(question: str) -> bool:
     return bool(_LEAD.match(q) and len(q) <= 20) or bool(re.search(r"呢\s*[?？]?\s*$", q))
 
 
+# A subjectless follow-up is this short (characters without its marks): an ask and an attribute.
+SUBJECTLESS_CHARS = 8
+# jieba tags that say nothing of a subject: particles, prepositions, adverbs, pronouns, numbers,
+# measure words, conjunctions, punctuation (要发票吗: 吗; 最少要几位: 最少).
+_FUNCTION_TAGS = ("x", "y", "u", "p", "d", "r", "m", "q", "c", "e")
+_ENTITY_TAGS = ("nr", "ns", "nt", "nz")  # a name: the question brings its own subject
+
+
+def lacks_subject(question: str, previous: str, answer: str = "") -> bool:
+    """A short question with no subject of its own, only what to ask of the earlier turn's.
+
+    ``电话多少？`` after ``成都分公司负责人是谁？`` asks the branch's number: it has no pronoun,
+    那 or 呢, but its only noun is an attribute the conversation already holds (the earlier
+    question or answer says 电话), or it has no noun at all, just a time or number asked of a
+    verb (``几点下班？``). A question naming anything new (年假有几天？, 食堂几点开饭？) or a
+    name, role or place stands alone.
+
+    >>> lacks_subject("电话多少？", "成都分公司负责人是谁？", "负责人：刘洋；联系电话：028-8555-4321")
+    True
+    >>> lacks_subject("几点下班？", "总部早上几点上班？"), lacks_subject("年假有几天？", "婚假几天？")
+    (True, False)
+    """
+    from kbqa.text import load_jieba, tagged
+
+    core = to_simplified(_TAIL.sub("", question.strip()))
+    if not core or len(core) > SUBJECTLESS_CHARS or not _ASKS.search(core):
+        return False
+    if _PRONOUN.search(core) or any(s.kind != "period" for s in slots(core)):
+        return False
+    said = to_simplified(previous + answer)
+    nouns, verbs = [], []
+    for word, flag in tagged(core):
+        if _ASKS.search(word) or flag.startswith(_FUNCTION_TAGS) or not word.strip():
+            continue
+        if flag.startswith(_ENTITY_TAGS):
+            return False
+        if flag.startswith("n") or flag == "vn":
+            nouns.append(word)
+        elif flag.startswith("v"):
+            verbs.append(word)
+        else:
+            return False  # 年假有几天: 假 (an adjective to jieba) is a topic, not an ask
+    if not nouns:
+        return bool(verbs) and answer_type(core) in ("time", "number")
+    # 电话号码 after a row's 联系电话: a dictionary part of it is enough
+    jieba = load_jieba()
+    return all(
+        w in said or any(len(p) >= 2 and p in said for p in jieba.cut_for_search(w)) for w in nouns
+    )
+
+
+def _last_turn(history: Sequence[tuple[str, str]]) -> tuple[str, str]:
+    """The last turn with a question: (question, answer), or two empty strings."""
+    return next(((q, a) for q, a in reversed(history) if q.strip()), ("", ""))
+
+
+def leans_on(question: str, history: Sequence[tuple[str, str]]) -> bool:
+    """Whether ``question`` needs the earlier turns: a follow-up, or subjectless after one.
+
+    >>> leans_on("电话多少？", [("成都分公司负责人是谁？", "联系电话：028-8555-4321")])
+    True
+    """
+    previous, answer = _last_turn(history)
+    if not previous:
+        return False
+    return is_follow_up(question) or lacks_subject(question, previous, answer)
+
+
+def _subject_words(previous: str, core: str) -> str:
+    """The earlier question's nouns the follow-up lacks: what a subjectless one asks about.
+
+    >>> _subject_words("总部早上几点上班？", "几点下班")
+    '总部'
+    """
+    from kbqa.text import tagged
+
+    words = [
+        w
+        for w, flag in tagged(to_simplified(previous))
+        if (flag.startswith("n") or flag == "vn") and len(w) >= 2 and w not in core
+    ]
+    return "".join(dict.fromkeys(words))
+
+
 def focus_of(question: str) -> str:
     """What an elliptical follow-up names (那经理呢？ -> 经理), to pick the row; "" for an
-    anaphoric one, whose own words (它几点下班？) are the ask, not a row's name.
+    anaphoric or subjectless one, whose own words (它几点下班？, 电话多少？) are the ask, not a
+    row's name.
 
-    >>> focus_of("那经理呢？"), focus_of("它几点下班？")
-    ('经理', '')
+    >>> focus_of("那经理呢？"), focus_of("它几点下班？"), focus_of("电话多少？")
+    ('经理', '', '')
     """
+    if not is_follow_up(question):
+        return ""
     core = _TAIL.sub("", _LEAD.sub("", question.strip()))
     return "" if _PRONOUN.search(core) else core
 
@@ -88,9 +176,12 @@ def condense_rules(question: str, history: Sequence[tuple[str, str]]) -> str:
     >>> condense_rules("那干满十年呢？", [("工作三年有几天年假？", "7天")])
     '干满十年有几天年假？'
     """
-    previous = next((q for q, _ in reversed(history) if q.strip()), "")
-    if not previous or not is_follow_up(question):
+    previous, answer = _last_turn(history)
+    if not leans_on(question, history):
         return question
+    if not is_follow_up(question):
+        core = to_simplified(_TAIL.sub("", question.strip()))
+        return _subject_words(previous, core) + core + "？"  # 电话多少 -> 成都分公司负责人电话多少
     core = _TAIL.sub("", _LEAD.sub("", question.strip()))
     if _PRONOUN.search(core):
         # The entity the earlier question was about, not the attribute it asked for.
@@ -115,7 +206,7 @@ def condense(
     template: str | None = None,
 ) -> str:
     """The question to search: rules, or the LLM's rewrite with ``template`` (rules on failure)."""
-    if not history or not is_follow_up(question):
+    if not leans_on(question, history):
         return question
     if generator is None or not template:
         return condense_rules(question, history)
