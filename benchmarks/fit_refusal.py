@@ -3,7 +3,7 @@
     python benchmarks/fit_refusal.py
 
 Prints, for a grid of weights, the best threshold's refusal rate at false refusal <= 0.05 on
-fit + report (both tuned on since the third round); the held-out report2 is never read here.
+fit + report (both tuned on since the third round); report2 and report3 are never read here.
 The threshold the KB calibrates for itself (refusal.py) is what serving uses; this only shows
 which weights separate the questions at all.
 """
@@ -28,7 +28,7 @@ def features() -> list[tuple[dict, bool]]:
     kb, emb = build()
     retriever = Retriever(kb, emb)
     out = []
-    for row in rows("all"):  # fit + report, never report2
+    for row in rows("all"):  # fit + report, never report2 or report3
         if row["kind"] == "followup":
             continue
         found = retriever.retrieve(row["question"], 5)

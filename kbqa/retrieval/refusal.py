@@ -23,7 +23,7 @@ EXTRA_KEY = "refusal"
 METHOD = "keyword-probes-v5"
 # The threshold is this percentile of the KB-made negatives (keyword probes with their rarest
 # word swapped for one the KB never mentions): fitted on the fit and report splits of
-# benchmarks/data/devcorp (benchmarks/fit_refusal.py), never on the held-out report2.
+# benchmarks/data/devcorp (benchmarks/fit_refusal.py), never on report2 or report3.
 SWAPPED_PERCENTILE = 65
 # ... and at most this percentile of the keyword probes: the KB's own answerable questions pass.
 PROBE_PERCENTILE = 5

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 COVERAGE_WEIGHT = 0.1
 # Weights of the refusal signals, fitted on the fit and report splits of benchmarks/data/devcorp
-# (never on the held-out report2); docs/benchmarks.md has the method and the rates.
+# (never on report2 or report3); docs/benchmarks.md has the method and the rates.
 UNKNOWN_WEIGHT = 0.05  # x share of the question's rare words the KB never mentions
 TYPE_PENALTY = 0.03  # a 多少/几点/哪里 question whose passages hold no number/time/place
 UNIT_PENALTY = 0.1  # a 几天/多少钱/人数 question whose passages hold no number in that unit
