@@ -35,7 +35,9 @@ def test_hybrid_search_finds_the_right_document(kb):
     assert all(-1 <= h.score <= 1.0001 for h in hits)
 
 
-def test_the_query_embedding_runs_beside_the_lexical_search_and_its_errors_reach_the_caller(kb):
+def test_the_query_embedding_runs_beside_the_lexical_search_and_its_errors_reach_the_caller(
+    kb, monkeypatch
+):
     import threading
 
     class Recording(HashEmbedder):
@@ -45,7 +47,12 @@ def test_the_query_embedding_runs_beside_the_lexical_search_and_its_errors_reach
                 raise RuntimeError("onnxruntime failed")
             return super().embed_queries(texts)
 
+    from kbqa.retrieval import retriever
+
     e = Recording()
+    found = Retriever(kb, e).retrieve("VPN客户端在哪下载", 2)  # a small KB: no hand-off
+    assert e.thread == threading.current_thread().name
+    monkeypatch.setattr(retriever, "OVERLAP_MIN_CHUNKS", 1)  # as on a KB of 50k chunks
     found = Retriever(kb, e).retrieve("VPN客户端在哪下载", 2)
     assert e.thread.startswith("kbqa-embed") and found.timings["embed_ms"] >= 0
     assert found.hits[0].source.endswith("vpn.txt")
@@ -57,12 +64,13 @@ def test_the_query_embedding_runs_beside_the_lexical_search_and_its_errors_reach
     assert e.thread is None and [h.chunk_id for h in given.hits] == [h.chunk_id for h in found.hits]
 
 
-def test_a_forked_child_makes_its_own_embedding_threads(kb):
+def test_a_forked_child_makes_its_own_embedding_threads(kb, monkeypatch):
     import os
     import signal
 
     from kbqa.retrieval import retriever
 
+    monkeypatch.setattr(retriever, "OVERLAP_MIN_CHUNKS", 1)
     Retriever(kb, HashEmbedder()).retrieve("VPN", 1)  # the parent's pool exists
     pid = os.fork()
     if pid == 0:  # the child: its retrieval must not wait on threads it does not have

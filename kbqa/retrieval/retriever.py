@@ -30,6 +30,8 @@ TYPE_PENALTY = 0.03  # a 多少/几点/哪里 question whose passages hold no nu
 UNIT_PENALTY = 0.1  # a 几天/多少钱/人数 question whose passages hold no number in that unit
 KIND_PENALTY = 0.04  # a kind of a known thing named by a word the KB lacks (高温补贴)
 FOREIGN_SHIFT = 0.1  # cross-lingual cosines run lower: an English question on a Chinese KB
+# From this many chunks on, the query is embedded beside the lexical search (Retriever.retrieve).
+OVERLAP_MIN_CHUNKS = 50_000
 RELEVANCE_POOL = 8  # relevance reads this many fused hits whatever top_k is (calibration too)
 SIGNAL_HITS = 3  # coverage, unknown terms and answer type look at the first hits only
 
@@ -152,11 +154,13 @@ class Retriever:
         timings: dict[str, float] = {}
         indexes = self.kb.indexes
         t0 = time.perf_counter()
-        # The query's embedding (onnxruntime, off the interpreter lock) runs beside the lexical
-        # search and the question's own signals (jieba, in Python): at 100k chunks 1.5 ms of
-        # them stop adding up, less the thread hand-off (~0.5 ms on the 2-core VM; see
-        # docs/benchmarks.md). The stage timings overlap, so they add up to more than the total.
-        embedding = self._embed(query, query_vector, timings)
+        # On a large KB the query's embedding (onnxruntime, off the interpreter lock) runs
+        # beside the lexical search and the question's own signals (jieba, in Python): at 100k
+        # chunks ~1.5 ms of them stop adding up. On a small one they cost less than the thread
+        # hand-off, which also spends ~1 ms of CPU a request under load (docs/benchmarks.md,
+        # issue 14, fourth round). Overlapped stage timings add up to more than the total.
+        overlap = query_vector is None and len(indexes.lexical) >= OVERLAP_MIN_CHUNKS
+        embedding = self._embed(query, query_vector, timings, overlap)
         lexical_ids = self._lexical(indexes.lexical, query, k)
         question_signals(query)
         t1 = time.perf_counter()
@@ -184,9 +188,14 @@ class Retriever:
         return k
 
     def _embed(
-        self, query: str, query_vector: np.ndarray | None, timings: dict[str, float]
+        self,
+        query: str,
+        query_vector: np.ndarray | None,
+        timings: dict[str, float],
+        overlap: bool,
     ) -> Future[np.ndarray]:
-        """The query as one (1, dim) row, embedded in ``_embedding_pool`` (or given)."""
+        """The query as one (1, dim) row: given, embedded now, or (``overlap``) in
+        ``_embedding_pool`` while the caller goes on."""
         done: Future[np.ndarray] = Future()
         if query_vector is not None:
             timings["embed_ms"] = 0.0
@@ -200,7 +209,10 @@ class Retriever:
             finally:
                 timings["embed_ms"] = _ms(time.perf_counter() - start)
 
-        return _embedding_pool().submit(embed)
+        if overlap:
+            return _embedding_pool().submit(embed)
+        done.set_result(embed())
+        return done
 
     def _dense(self, dense: VectorStore, qv: np.ndarray, k: int) -> DenseRanking:
         scores, ids = dense.search(qv, max(self.config.candidates, k), self.config.hnsw_ef_search)
