@@ -40,7 +40,7 @@ def test_passages_match_the_fp32_export_in_padded_sorted_batches(exported: Path)
         assert got.shape == reference.shape
         assert np.min(np.sum(got * reference, axis=1)) >= 0.995
     assert (exported / IR_FILE).is_file() and (exported / IR_FILE).with_suffix(".bin").is_file()
-    assert not list(exported.glob(".openvino.*")), "no temporary folder left behind"
+    assert not list(exported.glob(".openvino*")), "no temporary folder left behind"
 
 
 def test_a_precision_that_fails_the_check_falls_back_to_fp32_and_says_so(
@@ -102,8 +102,17 @@ def test_torch_embeds_where_openvino_cannot(
     assert loaded.engine == "torch"
 
 
-def test_prepare_is_once_and_leaves_nothing_half_written(exported: Path) -> None:
+def test_prepare_is_once_and_leaves_nothing_half_written(tmp_path: Path, exported: Path) -> None:
+    import shutil
+
+    directory = tmp_path / "copy"
+    shutil.copytree(exported, directory)
+    (directory / IR_FILE).unlink(missing_ok=True)
+    orphan = directory / f".{IR_FILE}.999999999.tmp"  # a dead process's half-written IR
+    orphan.mkdir()
+    (orphan / "model.bin").write_bytes(b"x")
+    assert prepare(directory) == directory / IR_FILE and not orphan.exists()
     first = prepare(exported)
     stamp = first.stat().st_mtime_ns
     assert prepare(exported) == first and first.stat().st_mtime_ns == stamp
-    assert not list(exported.glob(".openvino.*"))
+    assert not list(exported.glob(".openvino*"))

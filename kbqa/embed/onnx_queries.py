@@ -93,7 +93,7 @@ def export(directory: Path, check_texts: Sequence[str]) -> Path | None:
         return None
     import os
 
-    _remove_orphans(directory)
+    remove_orphans(directory)
     tmp = directory / f".{ONNX_FILE}.{os.getpid()}.tmp"
     try:
         bert = AutoModel.from_pretrained(str(directory), attn_implementation="eager").eval()
@@ -162,7 +162,7 @@ def quantize(directory: Path, check_texts: Sequence[str], bound: float) -> Path 
         return None
     import os
 
-    _remove_orphans(directory, INT8_FILE)
+    remove_orphans(directory, INT8_FILE)
     blocks = directory / f".{INT8_FILE}.{os.getpid()}.blocks.tmp"
     tmp = directory / f".{INT8_FILE}.{os.getpid()}.tmp"
     try:
@@ -207,14 +207,19 @@ def quantize(directory: Path, check_texts: Sequence[str], bound: float) -> Path 
         tmp.unlink(missing_ok=True)
 
 
-def _remove_orphans(directory: Path, file: str = ONNX_FILE) -> None:
-    """Delete half-written exports of processes that died (each is ~400-470 MB)."""
+def remove_orphans(directory: Path, file: str = ONNX_FILE) -> None:
+    """Delete half-written exports (``.FILE.PID.tmp``, a file or a folder) of processes that
+    died (each is ~235-470 MB)."""
     import os
+    import shutil
 
     for tmp in directory.glob(f".{file}.*.tmp"):
         try:
             os.kill(int(tmp.name.removeprefix(f".{file}.").split(".")[0]), 0)
         except (ValueError, ProcessLookupError):
-            tmp.unlink(missing_ok=True)
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
         except PermissionError:
             pass  # another user's live process

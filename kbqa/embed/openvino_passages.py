@@ -18,7 +18,7 @@ import numpy as np
 
 from kbqa.config import EmbedConfig
 from kbqa.embed.base import Batched, embed_batched, l2_normalise
-from kbqa.embed.onnx_queries import ONNX_FILE, OnnxQueryEncoder
+from kbqa.embed.onnx_queries import ONNX_FILE, OnnxQueryEncoder, remove_orphans
 from kbqa.embed.precision import CHECK_TEXTS, MIN_COSINE, cached_check, machine_key, record_check
 from kbqa.errors import ModelError
 
@@ -54,7 +54,8 @@ def prepare(directory: Path) -> Path:
     final = Path(directory) / IR_FILE
     if final.is_file():
         return final
-    tmp = Path(directory) / f".openvino.{os.getpid()}"
+    remove_orphans(Path(directory), IR_FILE)
+    tmp = Path(directory) / f".{IR_FILE}.{os.getpid()}.tmp"
     tmp.mkdir(exist_ok=True)
     try:
         model = ov.Core().read_model(str(Path(directory) / ONNX_FILE))
