@@ -1,0 +1,84 @@
+"""The rebuilt e5 run without sentence-transformers (kbqa.embed.bert), and the heap trim."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_models import build_tiny_sentence_transformer
+
+from kbqa.config import EmbedConfig
+from kbqa.embed import bert, heap, sentence_transformer
+from kbqa.embed.e5 import E5BertEmbedder
+from kbqa.embed.sentence_transformer import SentenceTransformerEmbedder
+
+TEXTS = [
+    "公司的年假是每年十五天。",
+    "报销需要在三十天内提交发票，逾期不予受理，财务部每月五日统一打款。",
+    "The office opens at nine.",
+    "mixed 中文 and English",
+    "加班",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_sentence_transformer(tmp_path_factory.mktemp("models") / "tiny-e5-small")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_same_vectors_as_sentence_transformers(
+    tiny: Path, precision: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # bf16 is forced (no CPU flag check) so the comparison runs on any CPU.
+    monkeypatch.setattr("kbqa.embed.precision.cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    config = EmbedConfig(precision=precision, batch_size=2)
+    ours = E5BertEmbedder(tiny, config)
+    theirs = SentenceTransformerEmbedder(tiny, config)
+    assert ours.precision == theirs.precision == precision
+    for texts in (TEXTS, TEXTS[:1]):  # padded batches, and one text without padding
+        a, b = ours.embed_passages(texts), theirs.embed_passages(texts)
+        assert a.dtype == np.float32 and a.shape == b.shape
+        assert np.min(np.sum(a * b, axis=1)) > 0.99999
+
+
+def test_weights_are_read_in_slices_straight_into_the_target_dtype(
+    tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    monkeypatch.setattr(bert, "_ROWS", 7)  # several slices per tensor, a short last one
+    model = bert.load_bert(tiny, torch.bfloat16)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    source = load_file(str(tiny / bert.WEIGHTS))
+    names = bert._names(len(model.layers))
+    for ours, param in model.state_dict().items():
+        assert torch.equal(param, source[names[ours]].to(torch.bfloat16)), ours
+
+
+def test_loading_and_embedding_import_neither_transformers_nor_sentence_transformers(
+    tiny: Path,
+) -> None:
+    code = (
+        "import sys; from pathlib import Path; from kbqa.config import EmbedConfig; "
+        "from kbqa.embed.e5 import E5BertEmbedder; "
+        f"E5BertEmbedder(Path({str(tiny)!r}), EmbedConfig(precision='fp32')).embed_passages(['年假']); "
+        "print(sorted(m for m in ('transformers', 'sentence_transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_heap_is_trimmed_after_every_batch(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(sentence_transformer, "trim_heap", lambda: calls.append(1) or True)
+    E5BertEmbedder(tiny, EmbedConfig(precision="fp32", batch_size=2)).embed_passages(TEXTS)
+    assert len(calls) == 3  # 5 texts in batches of 2
+
+
+def test_trim_heap_reports_instead_of_raising() -> None:
+    assert isinstance(heap.trim_heap(), bool)  # False, not an error, where there is no glibc
