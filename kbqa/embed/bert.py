@@ -11,7 +11,7 @@ same weights and torch kernels; its vectors match sentence-transformers' to a co
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -143,10 +143,11 @@ def _read_f32(path: Path, names: list[str], dtype: torch.dtype | None) -> Iterat
             yield out
 
 
-def encode(model: Bert, tokenizer: Any, texts: list[str], device: str = "cpu") -> np.ndarray:
-    """(len(texts), hidden) float32 unit vectors; ``tokenizer`` pads and truncates (tokenizers)."""
-    batch = tokenizer.encode_batch(texts)
-    ids = torch.tensor([e.ids for e in batch], device=device)
-    mask = torch.tensor([e.attention_mask for e in batch], device=device)
+def encode(
+    model: Bert, tokenize: Callable[[list[str]], Any], texts: list[str], device: str = "cpu"
+) -> np.ndarray:
+    """(len(texts), hidden) float32 unit vectors; ``tokenize(texts)`` gives padded (ids, masks)."""
+    ids, masks = tokenize(texts)
     with torch.inference_mode():
-        return model(ids, mask).float().cpu().numpy()
+        out = model(torch.tensor(ids, device=device), torch.tensor(masks, device=device))
+        return out.float().cpu().numpy()

