@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_models import build_tiny_sentence_transformer
 
 from kbqa.config import EmbedConfig
 from kbqa.embed import bert, e5_rebuild, e5_tokenizer, heap, sentence_transformer
@@ -26,20 +25,15 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_sentence_transformer(tmp_path_factory.mktemp("models") / "tiny-e5-small")
-
-
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_same_vectors_as_sentence_transformers(
-    tiny: Path, precision: str, monkeypatch: pytest.MonkeyPatch
+    tiny_model: Path, precision: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # bf16 is forced (no CPU flag check) so the comparison runs on any CPU.
     monkeypatch.setattr("kbqa.embed.precision.cpu_flags", lambda: frozenset({"avx512_bf16"}))
     config = EmbedConfig(precision=precision, batch_size=2)
-    ours = E5BertEmbedder(tiny, config)
-    theirs = SentenceTransformerEmbedder(tiny, config)
+    ours = E5BertEmbedder(tiny_model, config)
+    theirs = SentenceTransformerEmbedder(tiny_model, config)
     assert ours.precision == theirs.precision == precision
     for texts in (TEXTS, TEXTS[:1]):  # padded batches, and one text without padding
         a, b = ours.embed_passages(texts), theirs.embed_passages(texts)
@@ -48,37 +42,39 @@ def test_same_vectors_as_sentence_transformers(
 
 
 def test_weights_are_read_in_slices_straight_into_the_target_dtype(
-    tiny: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import torch
     from safetensors.torch import load_file
 
     monkeypatch.setattr(bert, "_ROWS", 7)  # several slices per tensor, a short last one
-    model = bert.load_bert(tiny, torch.bfloat16)
+    model = bert.load_bert(tiny_model, torch.bfloat16)
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
-    source = load_file(str(tiny / bert.WEIGHTS))
+    source = load_file(str(tiny_model / bert.WEIGHTS))
     names = bert._names(len(model.layers))
     for ours, param in model.state_dict().items():
         assert torch.equal(param, source[names[ours]].to(torch.bfloat16)), ours
 
 
 def test_loading_and_embedding_import_neither_transformers_nor_sentence_transformers(
-    tiny: Path,
+    tiny_model: Path,
 ) -> None:
     code = (
         "import sys; from pathlib import Path; from kbqa.config import EmbedConfig; "
         "from kbqa.embed.e5 import E5BertEmbedder; "
-        f"E5BertEmbedder(Path({str(tiny)!r}), EmbedConfig(precision='fp32')).embed_passages(['年假']); "
+        f"E5BertEmbedder(Path({str(tiny_model)!r}), EmbedConfig(precision='fp32')).embed_passages(['年假']); "
         "print(sorted(m for m in ('transformers', 'sentence_transformers') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
-def test_the_heap_is_trimmed_after_every_batch(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_heap_is_trimmed_after_every_batch(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[int] = []
     monkeypatch.setattr(sentence_transformer, "trim_heap", lambda: calls.append(1) or True)
-    E5BertEmbedder(tiny, EmbedConfig(precision="fp32", batch_size=2)).embed_passages(TEXTS)
+    E5BertEmbedder(tiny_model, EmbedConfig(precision="fp32", batch_size=2)).embed_passages(TEXTS)
     assert len(calls) == 3  # 5 texts in batches of 2
 
 

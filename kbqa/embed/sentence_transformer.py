@@ -141,10 +141,12 @@ class SentenceTransformerEmbedder(Batched):
 
         # Already verified here: load straight into bf16/fp16, never holding the fp32 copy
         # (the 250k-token table alone is 370 MB in fp32), which lowers ingest's peak memory.
-        dtype = verified_dtype(self.config.precision, self.config.device, self._check_key())
+        # One key for both: loading may add a file beside the weights (kbqa.embed.e5_tokenizer).
+        key = self._check_key()
+        dtype = verified_dtype(self.config.precision, self.config.device, key)
         model, dim, device = self._load_model(dtype)
         model, self._precision, self.precision_cosine = apply(
-            model, self.config.precision, device, self._check_key(), self._encode_with
+            model, self.config.precision, device, key, self._encode_with
         )
         if self._dim is not None and self._dim != int(dim):
             log.warning("%s declares dimension %d but its model gives %d; using %d",
