@@ -36,7 +36,9 @@ def spm_model(tokenizer_json: dict[str, Any]) -> bytes:
         raise ValueError(f"not a Unigram tokenizer: {model['type']}")
     steps = tokenizer_json["normalizer"]
     steps = steps.get("normalizers", [steps])
-    charsmap = next(s["precompiled_charsmap"] for s in steps if s["type"] == "Precompiled")
+    charsmap = next((s["precompiled_charsmap"] for s in steps if s["type"] == "Precompiled"), None)
+    if charsmap is None:
+        raise ValueError("no precompiled charsmap: not an XLM-R style tokenizer.json")
     proto = pb.ModelProto()
     proto.trainer_spec.model_type = pb.TrainerSpec.UNIGRAM
     proto.trainer_spec.unk_id = model["unk_id"]
