@@ -9,6 +9,7 @@ one the query path uses (kbqa.embed.onnx_queries), so a passage job imports no t
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -97,7 +98,7 @@ class OpenVinoEmbedder(Batched):
         self.precision = "fp32"  # what the vectors are computed in, known after load()
         self.precision_cosine: float | None = None
         self._compiled: Any = None
-        self._tokenizer: Any = None
+        self._tokenize: Any = None
 
     def load(self) -> OpenVinoEmbedder:
         """Compile the model in the wanted precision, else fp32, whichever matches the fp32
@@ -105,12 +106,13 @@ class OpenVinoEmbedder(Batched):
         if self._compiled is not None:
             return self
         import openvino as ov
-        from tokenizers import Tokenizer
 
-        tokenizer = Tokenizer.from_file(str(self.directory / "tokenizer.json"))
-        tokenizer.enable_truncation(self.max_tokens)
-        tokenizer.enable_padding()  # to each batch's longest text; the mask hides the rest
-        self._tokenizer = tokenizer
+        from kbqa.embed.e5_tokenizer import load_tokenizer
+
+        pad = json.loads((self.directory / "config.json").read_text(encoding="utf-8"))
+        # Padded to each batch's longest text (the mask hides the rest); SentencePiece for the
+        # e5 rebuild's XLM-R vocabulary (~200 MiB less than the tokenizers library's trie).
+        self._tokenize = load_tokenizer(self.directory, self.max_tokens, pad["pad_token_id"])
         core = ov.Core()
         model = core.read_model(str(prepare(self.directory)))
         for precision in dict.fromkeys([self._wanted, "fp32"]):
@@ -146,14 +148,18 @@ class OpenVinoEmbedder(Batched):
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         """One padded batch: hidden states, mean over the real tokens, normalised."""
-        encodings = self._tokenizer.encode_batch(texts)
-        ids = np.asarray([e.ids for e in encodings], np.int64)
-        mask = np.asarray([e.attention_mask for e in encodings], np.int64)
+        from kbqa.embed.heap import trim_heap
+
+        ids, masks = self._tokenize(texts)
+        ids, mask = np.asarray(ids, np.int64), np.asarray(masks, np.int64)
         # One request per call: concurrent ingest jobs (one per KB) may share the model.
         request = self._compiled.create_infer_request()
         hidden = request.infer({"input_ids": ids, "attention_mask": mask})[0]
         weights = mask[..., None].astype(np.float32)
-        return l2_normalise((hidden * weights).sum(axis=1) / weights.sum(axis=1))
+        vectors = l2_normalise((hidden * weights).sum(axis=1) / weights.sum(axis=1))
+        del request, hidden
+        trim_heap()  # each padded length leaves freed buffers resident, as with torch
+        return vectors
 
     def _embed(self, texts: Sequence[str], prefix: str) -> np.ndarray:
         self.load()

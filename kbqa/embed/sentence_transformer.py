@@ -14,6 +14,7 @@ import numpy as np
 from kbqa.config import EmbedConfig
 from kbqa.embed import E5_PASSAGE_PREFIX, E5_QUERY_PREFIX
 from kbqa.embed.base import TORCH_SPECS, Batched, embed_batched
+from kbqa.embed.heap import trim_heap
 from kbqa.errors import BadInput, ModelError, missing_package
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,25 @@ class SentenceTransformerEmbedder(Batched):
         """Load the weights once; later calls are free."""
         if self._model is not None:
             return self
+        from kbqa.embed.precision import apply, verified_dtype
+
+        # Already verified here: load straight into bf16/fp16, never holding the fp32 copy
+        # (the 250k-token table alone is 370 MB in fp32), which lowers ingest's peak memory.
+        # One key for both: loading may add a file beside the weights (kbqa.embed.e5_tokenizer).
+        key = self._check_key()
+        dtype = verified_dtype(self.config.precision, self.config.device, key)
+        model, dim, device = self._load_model(dtype)
+        model, self._precision, self.precision_cosine = apply(
+            model, self.config.precision, device, key, self._encode_with
+        )
+        if self._dim is not None and self._dim != int(dim):
+            log.warning("%s declares dimension %d but its model gives %d; using %d",
+                        self.path, self._dim, dim, dim)  # fmt: skip
+        self._model, self._dim = model, int(dim)
+        return self
+
+    def _load_model(self, dtype: Any) -> tuple[Any, int, str]:
+        """(model in ``dtype``, or fp32 for None; its dimension; its device)."""
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
@@ -144,11 +164,6 @@ class SentenceTransformerEmbedder(Batched):
 
         # A "Loading weights" bar on every command is noise; errors still surface below.
         hf_logging.disable_progress_bar()
-        from kbqa.embed.precision import verified_dtype
-
-        # Already verified here: load straight into bf16/fp16, never holding the fp32 copy
-        # (the 250k-token table alone is 370 MB in fp32), which lowers ingest's peak memory.
-        dtype = verified_dtype(self.config.precision, self.config.device, self._check_key())
         try:
             model = SentenceTransformer(
                 str(self.path),
@@ -169,16 +184,7 @@ class SentenceTransformerEmbedder(Batched):
         dim = get_dim()
         if dim is None:
             dim = int(model.encode(["x"], prompt="").shape[1])
-        from kbqa.embed.precision import apply
-
-        model, self._precision, self.precision_cosine = apply(
-            model, self.config.precision, str(model.device), self._check_key(), _encode_with
-        )
-        if self._dim is not None and self._dim != int(dim):
-            log.warning("%s declares dimension %d but its model gives %d; using %d",
-                        self.path, self._dim, dim, dim)  # fmt: skip
-        self._model, self._dim = model, int(dim)
-        return self
+        return model, int(dim), str(model.device)
 
     def _check_key(self) -> str:
         """Names these weights for the per-machine precision check (id and file sizes)."""
@@ -186,8 +192,14 @@ class SentenceTransformerEmbedder(Batched):
         return f"{self.model_id}|{sizes}"
 
     def _encode(self, texts: list[str]) -> np.ndarray:
+        vectors = self._encode_with(self._model, texts)
+        trim_heap()  # this batch's activations, freed but still resident (kbqa.embed.heap)
+        return vectors
+
+    def _encode_with(self, model: Any, texts: list[str]) -> np.ndarray:
+        """``model``'s vectors for one batch (also the precision check's encoder)."""
         # prompt="" keeps a directory's default_prompt_name from adding a second prefix.
-        return self._model.encode(
+        return model.encode(
             texts,
             prompt="",
             batch_size=self.config.batch_size,
@@ -206,10 +218,6 @@ class SentenceTransformerEmbedder(Batched):
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._embed(texts, self.query_prefix)
-
-
-def _encode_with(model: Any, texts: list[str]) -> np.ndarray:
-    return model.encode(texts, prompt="", convert_to_numpy=True, show_progress_bar=False)
 
 
 def _not_a_model_message(spec: str, path: Path) -> str:
