@@ -83,6 +83,22 @@ def load_embedder(spec: str, precision: str = "auto"):
     return load(None if spec == "default" else spec, EmbedConfig(precision=precision))
 
 
+def plain_embedder(spec: str):
+    """What the recipe embeds with: sentence-transformers in fp32 over the same weights (for
+    the default, the e5 rebuild's directory; kbqa itself runs it on OpenVINO or its own BERT)."""
+    from kbqa.config import EmbedConfig
+    from kbqa.embed import E5_MODEL_ID, E5_PASSAGE_PREFIX, E5_QUERY_PREFIX
+    from kbqa.embed.e5_rebuild import ensure_rebuilt
+    from kbqa.embed.sentence_transformer import SentenceTransformerEmbedder
+
+    if spec != "default":
+        return load_embedder(spec, "fp32")
+    return SentenceTransformerEmbedder(
+        ensure_rebuilt(), EmbedConfig(precision="fp32"), model_id=E5_MODEL_ID,
+        query_prefix=E5_QUERY_PREFIX, passage_prefix=E5_PASSAGE_PREFIX,
+    )  # fmt: skip
+
+
 def run_kbqa(docs: Path, home: Path, queries, spec: str, rows: list[QaRow], timed: int) -> dict:
     from kbqa.config import IngestConfig, SplitConfig
     from kbqa.evaluate.run import run_eval
@@ -194,10 +210,9 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     embedder = load_embedder(args.embedder, args.precision)
     embedder.embed_passages(["预热"])  # load the weights once, outside both timings
-    # The recipe runs the plain model: same weights, fp32 on torch, one encode call over all
-    # chunks (sentence-transformers sorts them by length), as HuggingFaceEmbeddings does.
-    plain = "e5-torch" if args.embedder == "default" else args.embedder
-    recipe = embedder if args.embedder == "hash" else load_embedder(plain, "fp32")
+    # The recipe runs the plain model: same weights, fp32 sentence-transformers on torch, one
+    # encode call over all chunks (it sorts them by length), as HuggingFaceEmbeddings does.
+    recipe = embedder if args.embedder == "hash" else plain_embedder(args.embedder)
     recipe.embed_passages(["预热"])
     # The same model and prefixes give both systems the same query vectors: embed them once, in
     # batches, for the quality numbers; latency is timed per question on the first --timed.
