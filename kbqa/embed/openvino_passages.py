@@ -1,10 +1,10 @@
 """Passages through OpenVINO: the rebuild's verified ONNX export compiled for this CPU.
 
 Measured on the 2-core AMD EPYC (avx512_bf16, no AMX), 128 CMRC passages of 400 characters,
-sorted, batches of 16, one process each (docs/benchmarks.md, issue 14, fourth round): OpenVINO
-bf16 12.9 s of CPU against 25.1 s for torch bf16 (kbqa's passage path before), OpenVINO f32
-20.6 s against torch fp32 38.7 s; minimum cosine to torch fp32 0.9998. The ONNX export is the
-one the query path uses (kbqa.embed.onnx_queries), so a passage job imports no torch at all.
+sorted, one process each (docs/benchmarks.md, issue 14, fourth round): OpenVINO bf16 10.6 s of
+CPU (the IR below) against 25.1 s for torch bf16 (kbqa's passage path before) and 38.7 s for
+torch fp32; minimum cosine to torch fp32 0.9998. The ONNX export is the one the query path uses
+(kbqa.embed.onnx_queries), so a passage job imports no torch at all.
 """
 
 from __future__ import annotations
