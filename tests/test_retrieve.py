@@ -52,6 +52,7 @@ def test_the_query_embedding_runs_beside_the_lexical_search_and_its_errors_reach
     e = Recording()
     found = Retriever(kb, e).retrieve("VPN客户端在哪下载", 2)  # a small KB: no hand-off
     assert e.thread == threading.current_thread().name
+    assert {"embed_ms", "lexical_ms", "dense_ms", "fuse_ms"} <= set(found.timings)
     monkeypatch.setattr(retriever, "OVERLAP_MIN_CHUNKS", 1)  # as on a KB of 50k chunks
     found = Retriever(kb, e).retrieve("VPN客户端在哪下载", 2)
     assert e.thread.startswith("kbqa-embed") and found.timings["embed_ms"] >= 0
