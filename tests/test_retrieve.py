@@ -65,6 +65,18 @@ def test_the_query_embedding_runs_beside_the_lexical_search_and_its_errors_reach
     assert e.thread is None and [h.chunk_id for h in given.hits] == [h.chunk_id for h in found.hits]
 
 
+def test_stage_timings_put_the_embedding_in_embed_ms_only(kb):
+    import time
+
+    class Slow(HashEmbedder):
+        def embed_queries(self, texts):
+            time.sleep(0.2)
+            return super().embed_queries(texts)
+
+    timings = Retriever(kb, Slow()).retrieve("VPN客户端在哪下载", 2).timings
+    assert timings["embed_ms"] >= 200 > timings["lexical_ms"]
+
+
 def test_a_forked_child_makes_its_own_embedding_threads(kb, monkeypatch):
     import os
     import signal
