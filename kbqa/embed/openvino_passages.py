@@ -38,7 +38,7 @@ _HINTS = {"bf16": "bf16", "fp32": "f32"}
 
 
 def available() -> bool:
-    """Whether the openvino package imports (it is a dependency; a broken install is not)."""
+    """Whether the openvino package imports (the ``openvino`` extra; a broken install is not)."""
     try:
         import openvino  # noqa: F401
     except Exception:  # noqa: BLE001 - any import failure means: use torch
