@@ -91,12 +91,14 @@ def export(directory: Path, check_texts: Sequence[str]) -> Path | None:
         import torch
         from sentence_transformers import SentenceTransformer
         from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
     except ImportError as exc:
         log.info("no ONNX query model (%s); queries use the other path", exc)
         return None
     import os
 
     remove_orphans(directory)
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per model is noise in the CLI
     tmp = directory / f".{ONNX_FILE}.{os.getpid()}.tmp"
     try:
         bert = AutoModel.from_pretrained(str(directory), attn_implementation="eager").eval()
