@@ -49,6 +49,17 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     return (v / np.where(norms > 0, norms, 1.0)).astype(np.float32, copy=False)
 
 
+def mean_pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Rows of unit length: each text's hidden states averaged over its real tokens (``mask``
+    1), as sentence-transformers' mean pooling; for the ONNX and OpenVINO runs of the rebuild.
+
+    >>> mean_pooled(np.array([[[3.0, 4.0], [9.0, 9.0]]]), np.array([[1, 0]])).tolist()
+    [[0.6000000238418579, 0.800000011920929]]
+    """
+    weights = mask[..., None].astype(np.float32)
+    return l2_normalise((hidden * weights).sum(axis=1) / weights.sum(axis=1))
+
+
 def embed_batched(
     encode: Callable[[list[str]], np.ndarray], texts: Sequence[str], batch_size: int, dim: int
 ) -> np.ndarray:

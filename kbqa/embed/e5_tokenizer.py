@@ -114,9 +114,16 @@ class SpmTokenizer:
         return ids, [[1] * len(r) + [0] * (width - len(r)) for r in rows]
 
 
-def load_tokenizer(directory: Path, max_length: int, pad_id: int) -> Callable[[list[str]], Any]:
+def load_tokenizer(
+    directory: Path, max_length: int, pad_id: int | None = None
+) -> Callable[[list[str]], Any]:
     """``encode(texts) -> (ids, masks)``: SentencePiece for a Unigram tokenizer.json (XLM-R, the
-    e5 rebuild), else the ``tokenizers`` library itself (tests' tiny WordPiece models)."""
+    e5 rebuild), else the ``tokenizers`` library itself (tests' tiny WordPiece models).
+
+    ``pad_id``: config.json's ``pad_token_id`` unless given."""
+    if pad_id is None:
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+        pad_id = config["pad_token_id"]
     try:
         return SpmTokenizer(directory, max_length, pad_id).encode_batch
     except ValueError:

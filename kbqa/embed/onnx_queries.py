@@ -13,7 +13,6 @@ kbqa.embed.precision.MIN_COSINE on the check texts.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from kbqa.embed.base import l2_normalise
+from kbqa.embed.base import l2_normalise, mean_pooled
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +48,9 @@ class OnnxQueryEncoder:
 
             from kbqa.embed.e5_tokenizer import load_tokenizer
 
-            config = json.loads((self.directory / "config.json").read_text(encoding="utf-8"))
             # SentencePiece for the rebuild's XLM-R vocabulary: ~200 MiB less than the
             # tokenizers library's trie, same ids (kbqa.embed.e5_tokenizer).
-            tokenizer = load_tokenizer(self.directory, self.max_tokens, config["pad_token_id"])
+            tokenizer = load_tokenizer(self.directory, self.max_tokens)
             options = ort.SessionOptions()
             # One thread: a ~15-token query gains nothing from a second one but its barrier.
             options.intra_op_num_threads = self.threads
@@ -72,8 +70,8 @@ class OnnxQueryEncoder:
             ids = np.asarray(self._tokenizer([text])[0], dtype=np.int64)
             mask = np.ones_like(ids)
             hidden = self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
-            rows.append(hidden[0].mean(axis=0))
-        return l2_normalise(np.stack(rows)) if rows else np.zeros((0, 0), np.float32)
+            rows.append(mean_pooled(hidden, mask)[0])
+        return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
 
 
 def export(directory: Path, check_texts: Sequence[str]) -> Path | None:

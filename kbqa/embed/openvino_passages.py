@@ -9,7 +9,6 @@ torch fp32; minimum cosine to torch fp32 0.9998. The ONNX export is the one the 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from kbqa.config import EmbedConfig
-from kbqa.embed.base import Batched, embed_batched, l2_normalise
+from kbqa.embed.base import Batched, embed_batched, mean_pooled
 from kbqa.embed.onnx_queries import ONNX_FILE, OnnxQueryEncoder, remove_orphans
 from kbqa.embed.precision import CHECK_TEXTS, MIN_COSINE, cached_check, machine_key, record_check
 from kbqa.errors import ModelError
@@ -114,10 +113,9 @@ class OpenVinoEmbedder(Batched):
 
         from kbqa.embed.e5_tokenizer import load_tokenizer
 
-        pad = json.loads((self.directory / "config.json").read_text(encoding="utf-8"))
         # Padded to each batch's longest text (the mask hides the rest); SentencePiece for the
         # e5 rebuild's XLM-R vocabulary (~200 MiB less than the tokenizers library's trie).
-        self._tokenize = load_tokenizer(self.directory, self.max_tokens, pad["pad_token_id"])
+        self._tokenize = load_tokenizer(self.directory, self.max_tokens)
         core = ov.Core()
         model = core.read_model(str(prepare(self.directory)))
         for precision in dict.fromkeys([self._wanted, "fp32"]):
@@ -160,8 +158,7 @@ class OpenVinoEmbedder(Batched):
         # One request per call: concurrent ingest jobs (one per KB) may share the model.
         request = self._compiled.create_infer_request()
         hidden = request.infer({"input_ids": ids, "attention_mask": mask})[0]
-        weights = mask[..., None].astype(np.float32)
-        vectors = l2_normalise((hidden * weights).sum(axis=1) / weights.sum(axis=1))
+        vectors = mean_pooled(hidden, mask)
         del request, hidden
         trim_heap()  # each padded length leaves freed buffers resident, as with torch
         return vectors

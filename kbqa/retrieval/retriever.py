@@ -162,7 +162,8 @@ class Retriever:
         embedding = self._embed(query, query_vector, timings, overlap)
         t0 = time.perf_counter()  # after an embedding made here, so lexical_ms is lexical only
         lexical_ids = self._lexical(indexes.lexical, query, k)
-        question_signals(query)
+        if overlap:
+            cut_question(query)
         t1 = time.perf_counter()
         timings["lexical_ms"] = _ms(t1 - t0)
         qv = embedding.result()
@@ -268,14 +269,15 @@ def _forget_pool() -> None:
 os.register_at_fork(after_in_child=_forget_pool)
 
 
-def question_signals(query: str) -> None:
-    """Cut the question for the signals now (jieba's tags are kept), while its embedding runs."""
-    from kbqa.retrieval.signals import topic_words
+def cut_question(query: str) -> None:
+    """jieba's part-of-speech cuts of the question, made now while its embedding runs (they
+    are kept, kbqa.text.tagged): the two the signals ask for, topic words and unknown kinds."""
     from kbqa.script import to_simplified
     from kbqa.text import tagged
 
-    topic_words(query)
-    tagged(to_simplified(query).lower())  # unknown_kind's cut
+    simplified = to_simplified(query)
+    tagged(simplified)
+    tagged(simplified.lower())
 
 
 def _coverage(found: Retrieval, query: str, pool: list[Hit], lexical: LexicalIndex) -> None:
