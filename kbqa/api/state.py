@@ -32,18 +32,28 @@ class KbRegistry:
     def __init__(self, home: Path) -> None:
         self.home = home
         self._open: dict[str, KnowledgeBase] = {}
+        self._paths: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
 
     def _current(self, name: str, kb: KnowledgeBase | None) -> bool:
         if kb is None:
             return False
+        chunks, manifest = self._files(name)
         try:
             # A KB deleted and created again under the same name is a different file.
-            return (self.home / name / CHUNKS_FILE).stat().st_ino == kb.inode and (
-                self.home / name / MANIFEST
-            ).is_file()
+            return os.stat(chunks).st_ino == kb.inode and os.path.isfile(manifest)
         except OSError:
             return False
+
+    def _files(self, name: str) -> tuple[str, str]:
+        """The two files ``_current`` checks, as strings, kept per open KB's name (pathlib's
+        joins on every request showed in the server's profile)."""
+        files = self._paths.get(name)
+        if files is None:
+            files = self._paths[name] = (
+                str(self.home / name / CHUNKS_FILE), str(self.home / name / MANIFEST)
+            )  # fmt: skip
+        return files
 
     def get(self, name: str) -> KnowledgeBase:
         validate_name(name)

@@ -37,6 +37,17 @@ class Embedder(Protocol):
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
+def query_job(embedder: Embedder, text: str) -> Callable[[], np.ndarray]:
+    """One query's (1, dim) row as a call to make later, with what can be done now done now.
+
+    An embedder may offer ``query_job(text)`` (the default e5 tokenizes at once, so that a
+    thread started between the two calls does not hold up its tokenizer); any other embeds
+    when called.
+    """
+    own = getattr(embedder, "query_job", None)
+    return own(text) if own is not None else lambda: embedder.embed_queries([text])
+
+
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero), as float32.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -253,6 +253,13 @@ class E5TorchEmbedder(Batched):
         self.load()
         assert self._inner is not None
         return self._inner.embed_passages(texts)
+
+    def query_job(self, text: str) -> Callable[[], np.ndarray]:
+        """One query's embedding as a call to make later, tokenized now (kbqa.embed.base)."""
+        onnx = self._onnx_queries() if self._queries is not None else None
+        if onnx is None:
+            return lambda: self.embed_queries([text])
+        return onnx.job(E5_QUERY_PREFIX + text)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         # A batch (the refusal calibration's probes at a checkpoint, an eval) goes to the

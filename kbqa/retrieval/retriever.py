@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kbqa.config import RetrieveConfig
+from kbqa.embed.base import query_job
 from kbqa.errors import BadInput
 from kbqa.types import Hit
 
@@ -160,8 +162,9 @@ class Retriever:
         # hand-off, which also spends ~1 ms of CPU a request under load (docs/benchmarks.md,
         # issue 14). Overlapped stage timings add up to more than the total.
         overlap = query_vector is None and len(indexes.lexical) >= OVERLAP_MIN_CHUNKS
+        embed = self._embed_job(query, query_vector, timings)  # tokenized before the hand-off
         lexical = self._lexical_job(indexes.lexical, query, k, timings, overlap)
-        qv = self._embed(query, query_vector, timings)
+        qv = embed()
         t0 = time.perf_counter()
         dense = self._dense(indexes.dense, qv, k)
         t1 = time.perf_counter()
@@ -187,17 +190,23 @@ class Retriever:
             raise BadInput(f"top_k must be at least 1, got {k}")
         return k
 
-    def _embed(
+    def _embed_job(
         self, query: str, query_vector: np.ndarray | None, timings: dict[str, float]
-    ) -> np.ndarray:
-        """The query as one (1, dim) row: ``query_vector`` if given, else embedded now."""
+    ) -> Callable[[], np.ndarray]:
+        """The query as one (1, dim) row, when called: ``query_vector`` if given, else
+        embedded (kbqa.embed.base.query_job: what needs the interpreter lock done now)."""
         if query_vector is not None:
             timings["embed_ms"] = 0.0
-            return np.asarray(query_vector, np.float32).reshape(1, -1)
+            return lambda: np.asarray(query_vector, np.float32).reshape(1, -1)
         start = time.perf_counter()
-        qv = self.embedder.embed_queries([query])
-        timings["embed_ms"] = _ms(time.perf_counter() - start)
-        return qv
+        job = query_job(self.embedder, query)
+
+        def run() -> np.ndarray:
+            qv = job()
+            timings["embed_ms"] = _ms(time.perf_counter() - start)
+            return qv
+
+        return run
 
     def _lexical_job(
         self, lexical: LexicalIndex, query: str, k: int, timings: dict[str, float], overlap: bool
