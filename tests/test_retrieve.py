@@ -109,6 +109,36 @@ def test_a_forked_child_makes_its_own_lexical_threads(kb, monkeypatch):
     assert os.waitstatus_to_exitcode(status) == 0
 
 
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_the_index_reads_back_its_vectors_and_says_when_it_cannot(kind):
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((20, 8)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    store = FaissStore(8, new_index(8, kind))
+    store.add(np.arange(100, 120), vecs)
+    np.testing.assert_allclose(store.vectors_of([105, 101]), vecs[[5, 1]], atol=1e-3)
+    assert store.vectors_of([105, 999]) is None  # not held: the caller reads SQLite
+    store.remove(np.array([101]))
+    assert store.vectors_of([101]) is None and store.vectors_of([]) is None
+
+
+def test_cosines_of_lexical_only_hits_agree_from_the_index_and_from_sqlite(kb):
+    from kbqa.retrieval.retriever import DenseRanking
+
+    r = Retriever(kb, HashEmbedder())
+    qv = HashEmbedder().embed_queries(["VPN客户端在哪下载"])
+    ids = [h.chunk_id for h in kb.iter_chunks()]
+    nothing = DenseRanking(np.zeros(0, np.int64), np.zeros(0, np.float32))
+    from_index = r._rescore(ids, nothing, qv, kb.indexes.dense)
+
+    class Holds:  # a store that keeps no vectors it can read back (Milvus)
+        def vectors_of(self, ids):
+            return None
+
+    from_sqlite = r._rescore(ids, nothing, qv, Holds())
+    np.testing.assert_allclose(from_index, from_sqlite, atol=2e-3)
+
+
 def test_rrf_rewards_agreement():
     fused = rrf([(np.array([1, 2]), 1.0), (np.array([2, 3]), 1.0)], 60)
     assert max(fused, key=fused.get) == 2

@@ -38,6 +38,11 @@ class VectorStore(Protocol):
         """
         ...
 
+    def vectors_of(self, ids: list[int]) -> np.ndarray | None:
+        """The vectors of these ids as the index holds them, (len(ids), dim), or None when
+        it does not hold them all (or keeps none it can read back): read SQLite then."""
+        ...
+
     def optimise(self) -> None:
         """Reshape the index for its size (called at checkpoints, before ``save``)."""
         ...

@@ -126,6 +126,16 @@ class FaissStore:
             self.add(ids, vecs)
         return len(gone) + len(new)
 
+    def vectors_of(self, ids: list[int]) -> np.ndarray | None:
+        """The index's copies (fp16 in a flat index) of these ids' vectors; None if one is not
+        held (removed, or added to SQLite after this index was loaded)."""
+        if not ids or self._removed.intersection(ids):
+            return None
+        try:
+            return self._index.reconstruct_batch(np.asarray(ids, np.int64))
+        except RuntimeError:  # faiss: an id it does not hold
+            return None
+
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of every live entry, read back from the index itself."""
         ids = faiss_ids(self._index.id_map, self._index.ntotal)

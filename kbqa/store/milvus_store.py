@@ -205,6 +205,9 @@ class MilvusStore:
             pending, limit = retry, min(limit * 4, MAX_LIMIT)
         return out_s, out_i
 
+    def vectors_of(self, ids: list[int]) -> np.ndarray | None:
+        return None  # a round trip to the server would cost more than SQLite's read
+
     def save(self, folder: Path) -> None:
         """Nothing to write: Milvus persists each write itself (its own log), not at checkpoints."""
 
