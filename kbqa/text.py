@@ -122,6 +122,13 @@ def tokenize(text: str) -> list[str]:
     return out
 
 
+@functools.lru_cache(maxsize=1024)
+def query_tokens(text: str) -> tuple[str, ...]:
+    """``tokenize(text)`` kept for the last questions: one retrieval needs its question's
+    tokens three times (BM25, coverage, the cross-lingual check), ~0.2 ms each."""
+    return tuple(tokenize(text))
+
+
 def words(text: str) -> list[str]:
     """Words as jieba cuts them (accurate mode), spaces dropped: ROUGE's units, as ChatGLM's.
 

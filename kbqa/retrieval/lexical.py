@@ -13,7 +13,7 @@ import numpy as np
 
 from kbqa.script import to_simplified
 from kbqa.store.atomic import atomic_write
-from kbqa.text import tokenize
+from kbqa.text import query_tokens, tokenize
 
 FILE_NAME = "lexical.npz"
 FORMAT = 2  # 2: Traditional folded to Simplified before jieba
@@ -147,7 +147,7 @@ class LexicalIndex:
 
     def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(chunk ids, BM25 scores), best first, at most ``k``, only chunks sharing a token."""
-        tokens = tokenize(query)
+        tokens = list(query_tokens(query))
         return self.search_tokens(tokens + self.recovered(query, tokens), k)
 
     def recovered(self, query: str, tokens: list[str]) -> list[str]:
@@ -246,7 +246,7 @@ class LexicalIndex:
         from kbqa.retrieval.signals import is_question_word
 
         # 几天 / 多少钱 ask for the fact; the passage that answers says 5天, not 几天.
-        weights = {t: self.idf(t) for t in set(tokenize(query)) if not is_question_word(t)}
+        weights = {t: self.idf(t) for t in set(query_tokens(query)) if not is_question_word(t)}
         total = sum(weights.values())
         if total <= 0:
             return 0.0

@@ -307,10 +307,10 @@ def _coverage(found: Retrieval, query: str, pool: list[Hit], lexical: LexicalInd
         unknown_share,
         wanted_unit,
     )
-    from kbqa.text import tokenize
+    from kbqa.text import query_tokens
 
     first = [h.text for h in pool[:SIGNAL_HITS]]
-    tokens = tokenize(query)
+    tokens = list(query_tokens(query))
     found.pool_cosine = max(h.score for h in pool)
     found.coverage = lexical.coverage(query, first)
     found.unknown = unknown_share(query, lexical.known, lexical.idf, first)
