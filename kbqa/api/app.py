@@ -46,6 +46,7 @@ def create_app(
     from kbqa.api.docs_ui import install as install_docs
     from kbqa.api.errors import install as install_errors
     from kbqa.api.headers import SecurityHeaders
+    from kbqa.api.hot import HotRoutes
     from kbqa.api.limits import BodyLimit
     from kbqa.api.routes_meta import STATIC
 
@@ -92,6 +93,7 @@ def create_app(
     app.include_router(routes_meta.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    app.add_middleware(HotRoutes)  # innermost: behind the body limit and the headers
     app.add_middleware(
         BodyLimit,
         max_body=settings.max_body_kb * 1024,

@@ -35,13 +35,17 @@ async def get_principal(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header: Annotated[str | None, Depends(_header)],
 ) -> Principal:
-    """The caller: anyone on an open server, else the owner of a valid key (401 otherwise).
+    """The caller: anyone on an open server, else the owner of a valid key (401 otherwise)."""
+    return principal_of(services, header or (bearer.credentials if bearer else None))
+
+
+def principal_of(services: Services, presented: str | None) -> Principal:
+    """The owner of the ``presented`` key (X-API-Key, else the bearer token), as above.
 
     Without a key, a server with KBQA_PUBLIC_KBS gives an anonymous reader of those KBs.
     """
     if not services.keys.enabled:
         return OPEN
-    presented = header or (bearer.credentials if bearer else None)
     if not presented:
         public = public_kbs(services.settings.public_kbs)
         if public:

@@ -23,8 +23,10 @@ from kbqa.api.deps import (
 from kbqa.api.paths import public
 from kbqa.api.responses import FastJSON
 from kbqa.api.schemas import AskRequest, AskResponse, FeedbackRequest, FeedbackStored
+from kbqa.api.state import Services
 from kbqa.errors import KbqaError
 from kbqa.feedback import FEEDBACK_FILE
+from kbqa.kb import KnowledgeBase
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["search and ask"])
@@ -70,12 +72,10 @@ def ask_events(first: tuple[str, Any] | None, events: Iterator, show=lambda d: d
 )  # fmt: skip
 async def ask(body: AskRequest, kb: ReadKb, services: ServicesDep):
     """Answer a question from the KB with its sources, as `kbqa ask --json` (or streamed)."""
-    asker = make_asker(services, kb)
-    history = [tuple(turn) for turn in body.history]
     if not body.stream:
-        answer = await ask_off_loop(services, asker, body.question, body.top_k, history, body.debug)
-        return FastJSON(public(kb, answer.to_dict()))  # as built: see routes_search
-    events = asker.stream(body.question, body.top_k, history, body.debug)
+        return FastJSON(await answer_payload(services, kb, body))  # as built: see routes_search
+    history = [tuple(turn) for turn in body.history]
+    events = make_asker(services, kb).stream(body.question, body.top_k, history, body.debug)
     # The first event (the sources) before the status line: bad input still gets its 4xx.
     first = await first_event(services, events)
     return StreamingResponse(
@@ -83,6 +83,14 @@ async def ask(body: AskRequest, kb: ReadKb, services: ServicesDep):
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )
+
+
+async def answer_payload(services: Services, kb: KnowledgeBase, body: AskRequest) -> dict:
+    """The response body of an answer not streamed (this route's, and kbqa.api.hot's)."""
+    history = [tuple(turn) for turn in body.history]
+    asker = make_asker(services, kb)
+    answer = await ask_off_loop(services, asker, body.question, body.top_k, history, body.debug)
+    return public(kb, answer.to_dict())
 
 
 @router.post(

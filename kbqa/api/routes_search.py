@@ -8,6 +8,8 @@ from kbqa.api.deps import ReadKb, ServicesDep, make_retriever, run_query
 from kbqa.api.paths import public
 from kbqa.api.responses import FastJSON
 from kbqa.api.schemas import SearchRequest, SearchResponse
+from kbqa.api.state import Services
+from kbqa.kb import KnowledgeBase
 
 router = APIRouter(tags=["search and ask"])
 
@@ -19,9 +21,14 @@ router = APIRouter(tags=["search and ask"])
 )
 async def search(body: SearchRequest, kb: ReadKb, services: ServicesDep) -> FastJSON:
     """Hybrid search (dense + BM25); ``score`` is the cosine similarity to the query."""
+    # Sent as built (the shape `kbqa search --json` prints); response_model is the documented
+    # schema, and validating our own dict against it again cost CPU on every request.
+    return FastJSON(await search_payload(services, kb, body))
+
+
+async def search_payload(services: Services, kb: KnowledgeBase, body: SearchRequest) -> dict:
+    """The response body of a search (this route's, and kbqa.api.hot's)."""
     top_k = body.top_k or services.settings.top_k
     retriever = make_retriever(services, kb)
     hits = await run_query(services, retriever.search, body.query, top_k, waits=False)
-    # Sent as built (the shape `kbqa search --json` prints); response_model is the documented
-    # schema, and validating our own dict against it again cost CPU on every request.
-    return FastJSON({"query": body.query, "hits": public(kb, [h.to_dict() for h in hits])})
+    return {"query": body.query, "hits": public(kb, [h.to_dict() for h in hits])}
