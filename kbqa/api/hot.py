@@ -7,9 +7,9 @@ exception and exit-stack layers) held the interpreter lock that the retrieval ne
 security headers), answers a well-formed request with the routes' own code (the same
 principal, scope check, KB lookup, request model and response body), and hands everything
 else to the app unchanged: a bad key, a scope or KB error, invalid JSON, a body the model
-rejects, a stream or an answer from an LLM, or an error in the work itself (search and ask only read, so the route
-runs it again and FastAPI's handlers give the usual 4xx/5xx). The routes stay in FastAPI, for
-OpenAPI and for those cases.
+rejects, a stream or an answer from an LLM, or an error in the work itself (search and ask
+only read, so the route runs it again and FastAPI's handlers give the usual 4xx/5xx). The
+routes stay in FastAPI, for OpenAPI and for those cases.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import BaseModel
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kbqa.api.deps import check_read, principal_of
@@ -64,17 +65,10 @@ def _hot(scope: Scope) -> re.Match | None:
     match = _PATH.fullmatch(scope["path"])
     if match is None:
         return None
-    content_type = _header(scope, b"content-type") or b""
-    if content_type.split(b";", 1)[0].strip().lower() != b"application/json":
+    content_type = Headers(scope=scope).get("content-type", "")
+    if content_type.split(";", 1)[0].strip().lower() != "application/json":
         return None
     return match
-
-
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value
-    return None
 
 
 async def _body(receive: Receive) -> tuple[bytes, Message | None]:
@@ -113,14 +107,13 @@ async def _answer(scope: Scope, match: re.Match, body: bytes) -> dict | None:
 
 
 def _presented(scope: Scope) -> str | None:
-    """The key as kbqa.api.deps.get_principal gets it: X-API-Key, else a bearer token."""
-    header = _header(scope, b"x-api-key")
+    """The key as kbqa.api.deps.get_principal gets it from FastAPI's two security schemes
+    (the same header lookups): X-API-Key, else a bearer token."""
+    headers = Headers(scope=scope)
+    header = headers.get("x-api-key")
     if header:
-        return header.decode("latin-1")
-    authorization = _header(scope, b"authorization")
-    if not authorization:
-        return None
-    scheme, credentials = get_authorization_scheme_param(authorization.decode("latin-1"))
+        return header
+    scheme, credentials = get_authorization_scheme_param(headers.get("authorization"))
     return credentials if scheme.lower() == "bearer" and credentials else None
 
 
