@@ -1,6 +1,6 @@
 """Dev-set benchmark on devcorp (benchmarks/data/): refusal, answer facts, follow-ups, English.
 
-    python benchmarks/bench_devset.py [--split report|fit|report2|report3|all] [--dump FILE.jsonl]
+    python benchmarks/bench_devset.py [--split report|fit|report2|report3|report4|all] [--dump FILE.jsonl]
 
 Builds (once, cached under benchmarks/out/devcorp/) a KB of benchmarks/data/devcorp with the
 default e5 embedder and asks every question of the split through kbqa.ask.Asker, extractive
@@ -109,7 +109,9 @@ def summarize(results: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--split", default="report", choices=["report", "fit", "report2", "report3", "all"]
+        "--split",
+        default="report",
+        choices=["report", "fit", "report2", "report3", "report4", "all"],
     )
     parser.add_argument("--dump", type=Path, help="write every answer to this jsonl")
     parser.add_argument("--threshold", type=float, help="refusal threshold override")
