@@ -7,7 +7,8 @@ default e5 embedder and asks every question of the split through kbqa.ask.Asker,
 mode. Splits: `fit` and `report` (the first two rounds' halves; both read and tuned on since
 the third round), `report2` (written before the third round's changes; its failures were read
 after it, so it is tuned on since the fourth round), `report3` (written before the fourth round's
-changes, run only to measure). `all` is fit + report: report2 and report3 run only when named.
+changes, read after them, tuned on since the fifth), `report4` (written before the fifth round's
+changes, run only to measure). `all` is fit + report: the others run only when named.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def summarize(results: list[dict]) -> dict:
         sel = [r for r in results if r["kind"] == kind]
         return round(sum(bool(r[key]) for r in sel) / len(sel), 3) if sel else float("nan")
 
-    answered = [r for r in results if r["kind"] != "unanswerable" and not r["refused"]]
+    answers = [r for r in results if "unanswerable" not in r["kind"] and not r["refused"]]
     return {
         "questions": len(results),
         "refusal_of_unanswerable": rate("unanswerable", "refused"),
@@ -101,7 +102,9 @@ def summarize(results: list[dict]) -> dict:
         "followups_answered": rate("followup", "contains_fact"),
         "english_answered": rate("english", "contains_fact"),
         "english_refused": rate("english", "refused"),
-        "median_answer_chars": statistics.median([len(r["answer"]) for r in answered] or [0]),
+        # English questions the KB cannot answer (fit only: they fitted the foreign weight)
+        "english_unanswerable_refused": rate("english_unanswerable", "refused"),
+        "median_answer_chars": statistics.median([len(r["answer"]) for r in answers] or [0]),
         "ask_ms_p50": round(statistics.median([r["ms"] for r in results]), 1),
     }
 

@@ -190,7 +190,10 @@ class Asker:
         from kbqa.extractive import extract, extract_dense
 
         if found.foreign:
-            text = extract_dense(found.query_vector, hits, self.embedder.embed_passages)
+            text = extract_dense(
+                found.query_vector, hits, self.embedder.embed_passages, found.bridged,
+                self.kb.indexes.lexical.idf,
+            )  # fmt: skip
             return text or self.prompts.refusal
         from kbqa.text import tokenize
 

@@ -15,6 +15,7 @@ from kbqa.types import Hit
 SHORT_CHARS = 120
 SECOND = 0.8
 _TRIM = "，,、：: \t*#"
+WORDS_WEIGHT = 0.05  # extract_dense: a full match of the dictionary words, in cosine units
 
 
 _TABLE_SEP = re.compile(r"^\|?\s*:?-{3,}")
@@ -205,16 +206,32 @@ def _common_run(a: str, b: str) -> int:
     return SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b)).size
 
 
-def extract_dense(question_vector, hits: Sequence[Hit], embed: Callable, pool: int = 3) -> str:
+def extract_dense(
+    question_vector,
+    hits: Sequence[Hit],
+    embed: Callable,
+    words: str = "",
+    idf: Callable[[str], float] | None = None,
+    pool: int = 3,
+) -> str:
     """The unit of the first hits closest to the question in embedding space, with its [n].
 
     For a question in another language than the KB (English on Chinese): no word is shared, so
-    only the multilingual embedding can tell which sentence answers it.
+    the multilingual embedding tells which sentence answers it; the question's dictionary
+    words in the KB's language (``words``, kbqa.retrieval.bridge) add a little for the share of
+    their IDF weight a unit holds.
     """
     cands = [(n, u) for n, h in enumerate(hits[:pool], start=1) for u in units(answer_text(h))]
     if not cands:
         return ""
     vectors = embed([u for _, u in cands])
-    best = int((vectors @ question_vector).argmax())
+    scores = vectors @ question_vector
+    weight = {t: (idf(t) if idf else 1.0) for t in set(tokenize(words))}
+    total = sum(weight.values())
+    if total > 0:
+        for i, (_, unit) in enumerate(cands):
+            held = set(tokenize(unit))
+            scores[i] += WORDS_WEIGHT * sum(w for t, w in weight.items() if t in held) / total
+    best = int(scores.argmax())
     n, unit = cands[best]
     return f"{unit}[{n}]"

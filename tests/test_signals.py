@@ -94,15 +94,17 @@ def test_a_question_in_a_language_the_kb_lacks_is_judged_by_the_embedding_alone(
 
     from kbqa.ask import Asker
     from kbqa.prompt import load_prompts
-    from kbqa.retrieval.retriever import FOREIGN_SHIFT, Retrieval
+    from kbqa.retrieval.retriever import FOREIGN_SHIFT, FOREIGN_UNKNOWN_WEIGHT, Retrieval
     from kbqa.types import Hit
     from tests.api_fixtures import build_kb
     from tests.corpus import LEAVE, TRAVEL
     from tests.fakes import HashEmbedder
 
     hit = Hit(1, 1, "a.md", "年假5天。", 0.8)
-    r = Retrieval([hit], np.zeros(3, np.float32), coverage=0.0, unknown=1.0, foreign=True)
-    assert r.relevance == 0.8 + FOREIGN_SHIFT  # no lexical penalty for another language
+    r = Retrieval([hit], np.zeros(3, np.float32), coverage=0.5, unknown=1.0, foreign=True)
+    # no coverage lift (the dictionary's words are the KB's by choice), a lighter penalty for
+    # words with no translation in the KB (kbqa.retrieval.bridge)
+    assert r.relevance == 0.8 + FOREIGN_SHIFT - FOREIGN_UNKNOWN_WEIGHT
     e = HashEmbedder()
     kb = build_kb(tmp_path / "home", "demo", e, {"leave.md": LEAVE, "travel.md": TRAVEL})
     asker = Asker(kb, e, None, load_prompts(), AskConfig(refusal_threshold=-1.0))

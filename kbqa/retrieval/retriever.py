@@ -32,6 +32,11 @@ TYPE_PENALTY = 0.03  # a 多少/几点/哪里 question whose passages hold no nu
 UNIT_PENALTY = 0.1  # a 几天/多少钱/人数 question whose passages hold no number in that unit
 KIND_PENALTY = 0.04  # a kind of a known thing named by a word the KB lacks (高温补贴)
 FOREIGN_SHIFT = 0.1  # cross-lingual cosines run lower: an English question on a Chinese KB
+# x a foreign question's share of words the dictionary translates into nothing the KB holds
+# (gym -> 健身房); half UNKNOWN_WEIGHT, as the dictionary misses some of the KB's own words
+# (trip -> 旅行 on a KB that says 出差). Fitted on the English questions of fit..report3 and 16
+# English unanswerable ones (kind english_unanswerable in benchmarks/data).
+FOREIGN_UNKNOWN_WEIGHT = 0.025
 # From this many chunks on, the query is embedded beside the lexical search (Retriever.retrieve).
 OVERLAP_MIN_CHUNKS = 50_000
 RELEVANCE_POOL = 8  # relevance reads this many fused hits whatever top_k is (calibration too)
@@ -50,6 +55,7 @@ class Retrieval:
     type_ok: bool = True  # the first hits hold what the question word asks for
     unit_ok: bool = True  # ... and a number in the unit it names (几天: N天)
     foreign: bool = False  # no word of the question is in the KB (another language)
+    bridged: str = ""  # a foreign question's words in the KB's language (kbqa.retrieval.bridge)
     unknown_kind: bool = False  # 高温补贴 on a KB with other 补贴 only (signals.unknown_kind)
     pool_cosine: float | None = None  # best cosine of the RELEVANCE_POOL first hits
 
@@ -71,7 +77,9 @@ class Retrieval:
         KB never mentions, or a 多少/几点 question whose passages hold no number or time.
         """
         if self.foreign:
-            return self.best_cosine + FOREIGN_SHIFT
+            # Not lifted by the coverage of ``bridged``: those words are the KB's by choice
+            # (kbqa.retrieval.bridge keeps only translations it holds), so they always cover.
+            return self.best_cosine + FOREIGN_SHIFT - FOREIGN_UNKNOWN_WEIGHT * self.unknown
         return (
             self.best_cosine
             + COVERAGE_WEIGHT * self.coverage
@@ -91,6 +99,7 @@ class Retrieval:
             "answer_unit_found": self.unit_ok,
             "unknown_kind": self.unknown_kind,
             "cross_lingual": self.foreign,
+            **({"searched_as": self.bridged} if self.foreign else {}),
             "relevance": round(self.relevance, 4),
         }
 
@@ -169,16 +178,18 @@ class Retriever:
         dense = self._dense(indexes.dense, qv, k)
         t1 = time.perf_counter()
         timings["dense_ms"] = _ms(t1 - t0)
-        lexical_ids = lexical.result()
+        lexical_ids, searched = lexical.result()
         t2 = time.perf_counter()
         order = self._fuse(dense, lexical_ids, max(k, RELEVANCE_POOL))
         scores = self._rescore(order, dense, qv, indexes.dense)
         hits = self._merge(self.kb.store.hits(order, scores))
         timings["fuse_ms"] = _ms(time.perf_counter() - t2)
-        found = Retrieval(hits[:k], qv[0], timings)
+        found = Retrieval(hits[:k], qv[0], timings, foreign=searched.foreign)
+        if searched.foreign:
+            found.bridged, found.unknown = searched.words, searched.unknown
         if hits:
             t3 = time.perf_counter()
-            _coverage(found, query, hits[:RELEVANCE_POOL], indexes.lexical)
+            _coverage(found, searched.words, hits[:RELEVANCE_POOL], indexes.lexical)
             timings["signals_ms"] = _ms(time.perf_counter() - t3)
         return found
 
@@ -211,21 +222,23 @@ class Retriever:
 
     def _lexical_job(
         self, lexical: LexicalIndex, query: str, k: int, timings: dict[str, float], overlap: bool
-    ) -> Future[np.ndarray]:
-        """The lexical ranking's ids: made now, or (``overlap``) in ``_side_pool`` together with
-        the question's jieba cuts the signals will want."""
+    ) -> Future[tuple[np.ndarray, Bridged]]:
+        """The lexical ranking's ids, whether the question is foreign and the words searched
+        (``bridge``): made now, or (``overlap``) in ``_side_pool`` together with the question's
+        jieba cuts the signals will want."""
 
-        def run() -> np.ndarray:
+        def run() -> tuple[np.ndarray, Bridged]:
             start = time.perf_counter()
-            ids, _ = lexical.search(query, max(self.config.candidates, k))
+            searched = bridge(query, lexical)
+            ids, _ = lexical.search(searched.words, max(self.config.candidates, k))
             if overlap:
-                cut_question(query)
+                cut_question(searched.words)
             timings["lexical_ms"] = _ms(time.perf_counter() - start)
-            return ids
+            return ids, searched
 
         if overlap:
             return _side_pool().submit(run)
-        done: Future[np.ndarray] = Future()
+        done: Future[tuple[np.ndarray, Bridged]] = Future()
         done.set_result(run())
         return done
 
@@ -296,29 +309,52 @@ def cut_question(query: str) -> None:
     tagged(simplified.lower())
 
 
+@dataclass(frozen=True)
+class Bridged:
+    """What BM25 and the signals read (``bridge``)."""
+
+    words: str  # the question, or its dictionary words in the KB's language (maybe none)
+    foreign: bool = False
+    unknown: float = 0.0  # a foreign question's share of words the KB has no translation of
+
+
+def bridge(query: str, lexical: LexicalIndex) -> Bridged:
+    """The question itself, or, in another language than the KB, its dictionary words in the
+    KB's language (none: then only the embedding ranks)."""
+    from kbqa.retrieval.signals import foreign
+    from kbqa.text import query_tokens
+
+    kb_han = lexical.mostly_han()
+    if not foreign(query, list(query_tokens(query)), lexical.known, kb_han):
+        return Bridged(query)
+    from kbqa.retrieval.bridge import in_kb_language
+
+    words, unknown = in_kb_language(query, lexical.known, kb_han)
+    return Bridged(words, True, unknown)
+
+
 def _coverage(found: Retrieval, query: str, pool: list[Hit], lexical: LexicalIndex) -> None:
-    """Coverage and the other signals ``Retrieval.relevance`` weighs, from the first fused hits."""
+    """Coverage and the other signals ``Retrieval.relevance`` weighs, from the first fused hits
+    (``query``: what BM25 searched, see ``bridge``)."""
     from kbqa.retrieval.signals import (
         answer_type,
-        foreign,
         has_type,
         has_unit,
         unknown_kind,
         unknown_share,
         wanted_unit,
     )
-    from kbqa.text import query_tokens
 
     first = [h.text for h in pool[:SIGNAL_HITS]]
-    tokens = list(query_tokens(query))
     found.pool_cosine = max(h.score for h in pool)
-    found.coverage = lexical.coverage(query, first)
+    found.coverage = lexical.coverage(query, first) if query.strip() else 0.0
+    if found.foreign:
+        return  # the other signals read the question's own words and type
     found.unknown = unknown_share(query, lexical.known, lexical.idf, first)
     kind = answer_type(query)
     found.type_ok = any(has_type(kind, t) for t in first)
     unit = wanted_unit(query)
     found.unit_ok = any(has_unit(unit, t) for t in first)
-    found.foreign = foreign(query, tokens, lexical.known, lexical.mostly_han())
     found.unknown_kind = unknown_kind(query, lexical.known, first)
 
 
