@@ -202,14 +202,16 @@ def make_app():
     return create_app(Settings(home=home), embedder=HashEmbedder(), generator=None)
 
 
-def serve(home: Path, port: int, workers: int) -> None:
+def serve(home: Path, port: int, workers: int, plain: bool = False) -> None:
     import uvicorn
 
     os.environ["BENCH_HOME"] = str(home)
-    # httptools + uvloop when installed (uvicorn[standard]); plain h11/asyncio otherwise.
+    # httptools + uvloop when installed (uvicorn[standard]); ``plain``: h11 + asyncio, what
+    # uvicorn uses without them.
+    impl = {"http": "h11", "loop": "asyncio"} if plain else {}
     uvicorn.run(
         "benchmarks.bench_api_load:make_app", factory=True, workers=workers, host="127.0.0.1",
-        port=port, log_level="warning", access_log=False,
+        port=port, log_level="warning", access_log=False, **impl,
     )  # fmt: skip
 
 
@@ -244,11 +246,15 @@ def main() -> None:
     p.add_argument("--chunks", type=int, default=10_000)
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument(
+        "--plain-http", action="store_true",
+        help="serve with h11 + asyncio (uvicorn without httptools/uvloop), not what is installed",
+    )  # fmt: skip
     p.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # child process: the server
     args = p.parse_args()
     args.home = args.home or ROOT / "benchmarks" / "out" / "api_load" / str(args.chunks)
     if args.serve:
-        serve(args.home, args.serve, int(args.workers))
+        serve(args.home, args.serve, int(args.workers), args.plain_http)
         return
     build(args.home, args.chunks)
     result = {"clients": args.clients, "seconds": args.seconds, "embedder": "HashEmbedder",
@@ -270,7 +276,7 @@ def http_phase(args: argparse.Namespace, workers: int) -> dict:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, __file__, "--home", str(args.home), "--serve", str(port),
-         "--workers", str(workers)], cwd=ROOT,
+         "--workers", str(workers), *(["--plain-http"] if args.plain_http else [])], cwd=ROOT,
     )  # fmt: skip
     try:
         wait_up(f"http://127.0.0.1:{port}", proc)
