@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from kbqa.script import to_simplified
 from kbqa.text import QA_LABEL_LINE, sentences, tokenize
-from kbqa.tiers import outside_tier
+from kbqa.tiers import tier_fit
 from kbqa.types import Hit
 
 # Two sentences fit in SHORT_CHARS; the second must score SECOND of the best. Fitted on the fit
@@ -121,8 +121,9 @@ def extract(
             phrase = _common_run(rest_q or plain_q, _plain(sent))
             score = lexical + context + 0.3 * chars + fits + 0.1 / n
             score += min(0.4, 0.1 * max(0, phrase - 2)) - 0.3 * _opposite(question, sent)
-            # 干满十年 against 5年以上不满10年: the rule of another tier
-            score -= 0.3 * outside_tier(question, sent)
+            # 干满十年 against 5年以上不满10年: the rule of another tier; 工作两年 in 1年以上不满
+            # 5年: the rule of its own
+            score += 0.3 * tier_fit(question, sent)
             if f_tokens & s_tokens:
                 score += 0.5
             scored.append((score, n, pos, sent))

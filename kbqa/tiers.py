@@ -75,10 +75,21 @@ def outside_tier(question: str, sentence: str) -> bool:
     >>> outside_tier("干满十年有几天年假", "司龄 10 年以上的，每年 15 天。")
     False
     """
+    return tier_fit(question, sentence) < 0
+
+
+def tier_fit(question: str, sentence: str) -> int:
+    """-1: the sentence's tiers of the question's unit all miss its number (``outside_tier``);
+    1: one of them holds it (工作两年 in 1 年以上不满 5 年), for a number other than one (一年
+    is mostly "a year"); 0: no tier of that unit, or no number.
+
+    >>> tier_fit("工作两年有几天年假", "司龄 1 年以上不满 5 年的，每年年假 7 天"), tier_fit("年假", "7 天")
+    (1, 0)
+    """
     q = arabic(question)
     asked = [(float(m.group(1)), m.group(2)) for m in _ASKED.finditer(q)]
     if not asked:
-        return False
+        return 0
     s = arabic(sentence)
     tiers: list[tuple[float, float, str]] = []
     for m in _BETWEEN.finditer(s):
@@ -88,8 +99,11 @@ def outside_tier(question: str, sentence: str) -> bool:
     tiers += [(float(m.group(1)), float("inf"), m.group(2)) for m in _FROM.finditer(rest)]
     tiers += [(float(m.group(1)), float("inf"), m.group(2)) for m in _FROM_FULL.finditer(rest)]
     tiers += [(0.0, float(m.group(1)), m.group(2)) for m in _TO.finditer(rest)]
+    fit = 0
     for value, unit in asked:
         mine = [(lo, hi) for lo, hi, u in tiers if u == unit]
         if mine and not any(lo <= value < hi for lo, hi in mine):
-            return True
-    return False
+            return -1
+        # 一年有几天病假: one of a unit is a period ("a year"), not a tier value
+        fit = fit or int(bool(mine) and value != 1)
+    return fit
