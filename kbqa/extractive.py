@@ -100,6 +100,7 @@ def extract(
     f_tokens = set(tokenize(focus))
     scored: list[tuple[float, int, int, str]] = []
     plain_q = _plain(question)
+    grades = _grades(question)
     cands = [[(sent, set(tokenize(sent))) for sent in units(answer_text(hit))] for hit in hits]
     for n, hit_units in enumerate(cands, start=1):
         before: set[str] = set()
@@ -124,6 +125,7 @@ def extract(
             # 干满十年 against 5年以上不满10年: the rule of another tier; 工作两年 in 1年以上不满
             # 5年: the rule of its own
             score += 0.3 * tier_fit(question, sent)
+            score += 0.3 * _grade_share(grades, sent)
             if f_tokens & s_tokens:
                 score += 0.5
             scored.append((score, n, pos, sent))
@@ -163,8 +165,28 @@ def _subject(q_tokens: set[str], hit_units: list[tuple[str, set[str]]], hit: Hit
     if len(hit_units) < 2:
         return set()
     first = hit_units[0][1]
-    half = len(hit_units) / 2
+    # (at least two units: in a passage of two, a word of one of them is no subject)
+    half = max(2, len(hit_units) / 2)
     return {t for t in q_tokens if t in first or sum(t in toks for _, toks in hit_units) >= half}
+
+
+_GRADE = re.compile(r"(?<![A-Za-z])[A-Z](?![A-Za-z])")
+
+
+def _grades(text: str) -> set[str]:
+    """Levels named by one capital letter (考核得C, S级)."""
+    return set(_GRADE.findall(text))
+
+
+def _grade_share(asked: set[str], sentence: str) -> float:
+    """How much ``sentence`` is about the asked grade: 1 for its row (等级：C；…), a fifth for
+    the list of all five (分为S、A、B、C、D五个等级), 0 for another grade's rule.
+
+    >>> _grade_share({"C"}, "等级：C；年终奖系数：0.5个月"), _grade_share({"C"}, "分为S、A、B、C、D")
+    (1.0, 0.2)
+    """
+    named = _grades(sentence)
+    return len(asked & named) / len(named) if asked and named else 0.0
 
 
 def _strip(text: str, words: set[str]) -> str:

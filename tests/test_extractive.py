@@ -108,3 +108,25 @@ def test_a_qa_rows_answer_is_about_its_stored_question():
         3,
     )
     assert "3次补卡申请" in extract("忘了打卡一个月能补几次？", [faq, other, rules])
+
+
+def test_in_a_passage_of_two_clauses_the_one_with_the_questions_words_answers():
+    hit = Hit(
+        1,
+        1,
+        "leave.md",
+        "员工直系亲属去世的，给予丧假 3 天；需要到外地料理丧事的，另给路程假。",
+        0.9,
+    )
+    got = extract("家人去世要去外地办丧事，能多请几天吗？", [hit])
+    assert "路程假" in got
+
+
+def test_a_grade_picks_its_own_row_not_the_list_of_grades():
+    table = (
+        "考核结果分为S、A、B、C、D五个等级。\n"
+        "| 等级 | 年终奖系数 |\n| --- | --- |\n| S | 3个月 |\n| C | 0.5个月 |\n| D | 无年终奖 |"
+    )
+    hit = Hit(1, 1, "bonus.docx", table, 0.9)
+    assert extract("绩效是C的话年终奖发多少？", [hit]).startswith("等级：C；年终奖系数：0.5个月")
+    assert "无年终奖" in extract("考核是D的话年终奖几个月？", [hit])
