@@ -19,6 +19,7 @@ CEDICT = """\
 城市 城市 [cheng2 shi4] /city/town/CL:座[zuo4]/
 都市 都市 [du1 shi4] /city/metropolis/
 辭職 辞职 [ci2 zhi2] /to resign/
+報銷 报销 [bao4 xiao1] /to submit an expense account/to apply for reimbursement/
 """
 
 
@@ -37,6 +38,8 @@ def test_english_phrases_become_the_kbs_own_chinese_words():
     ]
     # a proper name's long gloss still names it; of two translations only the KB's (城市)
     assert d.to_chinese("Hotels in Chengdu and other cities", usable) == ["成都", "城市"]
+    # a word inside a short gloss, when no gloss is the word itself
+    assert d.to_chinese("When is my reimbursement paid?", {"报销"}.__contains__) == ["报销"]
     # question words alone are never looked up
     assert d.to_chinese("How much is it?", usable) == []
 

@@ -49,6 +49,9 @@ class Dictionary:
     # The first word of a longer gloss (forklift of "forklift truck", chengdu of "Chengdu
     # subprovincial city ..."): used when a phrase has no exact gloss the KB uses.
     heads: dict[str, list[str]] = field(default_factory=dict)
+    # Any word of a short gloss (reimbursement of "apply for reimbursement" -> 报销): the last
+    # resort for a single word.
+    within: dict[str, list[str]] = field(default_factory=dict)
     chinese: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
@@ -70,6 +73,9 @@ class Dictionary:
                     d.chinese.setdefault(word, []).append(" ".join(words))
                     if len(words) > 1:
                         d.heads.setdefault(words[0], []).append(word)
+                        for w in words[1:]:
+                            if w not in _FRAME:
+                                d.within.setdefault(w, []).append(word)
                 # A proper name's gloss runs on ("Chengdu subprovincial city and capital ...").
                 first = gloss.split()[0] if gloss.split() else ""
                 if first[:1].isupper() and first.isalpha() and len(gloss.split()) > MAX_GLOSS_WORDS:
@@ -106,7 +112,8 @@ class Dictionary:
 
     def _lookup(self, gram: list[str], usable: Callable[[str], bool]) -> list[str]:
         keys = dict.fromkeys(" ".join([*gram[:-1], form]) for form in _forms(gram[-1]))
-        for table in (self.english, self.heads) if len(gram) == 1 else (self.english,):
+        tables = (self.english, self.heads, self.within) if len(gram) == 1 else (self.english,)
+        for table in tables:
             found = [w for k in keys for w in table.get(k, ()) if usable(w)]
             # Words before characters: 病假 says more than 假.
             found = sorted(dict.fromkeys(found), key=lambda w: len(w) < 2)
