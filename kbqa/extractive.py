@@ -164,8 +164,9 @@ def _subject(q_tokens: set[str], hit_units: list[tuple[str, set[str]]], hit: Hit
         return q_tokens & set(tokenize(stored))
     if len(hit_units) < 2:
         return set()
-    first = hit_units[0][1]
-    # (at least two units: in a passage of two, a word of one of them is no subject)
+    # In a passage of two units neither names the subject alone: only a word of both does
+    # (住宿标准 of the first against 出差补贴 of the second; 去世 against 外地丧事).
+    first = hit_units[0][1] if len(hit_units) > 2 else set()
     half = max(2, len(hit_units) / 2)
     return {t for t in q_tokens if t in first or sum(t in toks for _, toks in hit_units) >= half}
 
