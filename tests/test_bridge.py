@@ -28,20 +28,20 @@ def test_english_phrases_become_the_kbs_own_chinese_words():
     kb = {"病假", "叉车", "成都", "彩色", "城市", "辞职", "试用期"}
     usable = kb.__contains__
     # the longest phrase wins: "sick leave" is 病假, not 假 for "leave"
-    assert d.to_chinese("How many days of sick leave?", usable) == ["病假"]
-    assert d.to_chinese("What is the probationary period?", usable) == ["试用期"]
+    assert d.translate("How many days of sick leave?", usable)[0] == ["病假"]
+    assert d.translate("What is the probationary period?", usable)[0] == ["试用期"]
     # dictionary forms: plurals, -ing, British spelling
-    assert d.to_chinese("Can forklifts drive here?", usable) == ["叉车"]
-    assert d.to_chinese("Who approves colour printing after resigning?", usable) == [
+    assert d.translate("Can forklifts drive here?", usable)[0] == ["叉车"]
+    assert d.translate("Who approves colour printing after resigning?", usable)[0] == [
         "彩色",
         "辞职",
     ]
     # a proper name's long gloss still names it; of two translations only the KB's (城市)
-    assert d.to_chinese("Hotels in Chengdu and other cities", usable) == ["成都", "城市"]
+    assert d.translate("Hotels in Chengdu and other cities", usable)[0] == ["成都", "城市"]
     # a word inside a short gloss, when no gloss is the word itself
-    assert d.to_chinese("When is my reimbursement paid?", {"报销"}.__contains__) == ["报销"]
+    assert d.translate("When is my reimbursement paid?", {"报销"}.__contains__)[0] == ["报销"]
     # question words alone are never looked up
-    assert d.to_chinese("How much is it?", usable) == []
+    assert d.translate("How much is it?", usable)[0] == []
 
 
 def test_words_the_dictionary_translates_into_nothing_the_kb_holds_are_unknown():
