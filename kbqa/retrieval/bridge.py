@@ -21,6 +21,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kbqa.retrieval.lexical import LexicalIndex
 
 log = logging.getLogger(__name__)
 
@@ -197,3 +201,25 @@ def in_kb_language(question: str, known: Callable[[str], bool], kb_han: bool) ->
         words = [w for w in load_jieba().lcut(to_simplified(question)) if _HAN.fullmatch(w)]
         found, unknown = d.to_english(words, usable), 0.0
     return " ".join(dict.fromkeys([*found, *own])), unknown
+
+
+@dataclass(frozen=True)
+class Bridged:
+    """What BM25 and the signals read (``search_words``)."""
+
+    words: str  # the question, or its dictionary words in the KB's language (maybe none)
+    foreign: bool = False
+    unknown: float = 0.0  # a foreign question's share of words the KB has no translation of
+
+
+def search_words(query: str, lexical: LexicalIndex) -> Bridged:
+    """The question itself, or, in another language than the KB, its dictionary words in the
+    KB's language (none: then only the embedding ranks)."""
+    from kbqa.retrieval.signals import foreign
+    from kbqa.text import query_tokens
+
+    kb_han = lexical.mostly_han()
+    if not foreign(query, list(query_tokens(query)), lexical.known, kb_han):
+        return Bridged(query)
+    words, unknown = in_kb_language(query, lexical.known, kb_han)
+    return Bridged(words, True, unknown)

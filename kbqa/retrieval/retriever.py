@@ -15,6 +15,7 @@ import numpy as np
 from kbqa.config import RetrieveConfig
 from kbqa.embed.base import query_job
 from kbqa.errors import BadInput
+from kbqa.retrieval.bridge import Bridged, search_words
 from kbqa.types import Hit
 
 if TYPE_CHECKING:
@@ -224,15 +225,15 @@ class Retriever:
         self, lexical: LexicalIndex, query: str, k: int, timings: dict[str, float], overlap: bool
     ) -> Future[tuple[np.ndarray, Bridged]]:
         """The lexical ranking's ids, whether the question is foreign and the words searched
-        (``bridge``): made now, or (``overlap``) in ``_side_pool`` together with the question's
+        (``kbqa.retrieval.bridge.search_words``): made now, or (``overlap``) in ``_side_pool`` together with the question's
         jieba cuts the signals will want."""
 
         def run() -> tuple[np.ndarray, Bridged]:
             start = time.perf_counter()
-            searched = bridge(query, lexical)
+            searched = search_words(query, lexical)
             ids, _ = lexical.search(searched.words, max(self.config.candidates, k))
-            if overlap:
-                cut_question(searched.words)
+            if overlap and not searched.foreign:  # a foreign question's signals need no cuts
+                cut_question(query)
             timings["lexical_ms"] = _ms(time.perf_counter() - start)
             return ids, searched
 
@@ -309,33 +310,9 @@ def cut_question(query: str) -> None:
     tagged(simplified.lower())
 
 
-@dataclass(frozen=True)
-class Bridged:
-    """What BM25 and the signals read (``bridge``)."""
-
-    words: str  # the question, or its dictionary words in the KB's language (maybe none)
-    foreign: bool = False
-    unknown: float = 0.0  # a foreign question's share of words the KB has no translation of
-
-
-def bridge(query: str, lexical: LexicalIndex) -> Bridged:
-    """The question itself, or, in another language than the KB, its dictionary words in the
-    KB's language (none: then only the embedding ranks)."""
-    from kbqa.retrieval.signals import foreign
-    from kbqa.text import query_tokens
-
-    kb_han = lexical.mostly_han()
-    if not foreign(query, list(query_tokens(query)), lexical.known, kb_han):
-        return Bridged(query)
-    from kbqa.retrieval.bridge import in_kb_language
-
-    words, unknown = in_kb_language(query, lexical.known, kb_han)
-    return Bridged(words, True, unknown)
-
-
 def _coverage(found: Retrieval, query: str, pool: list[Hit], lexical: LexicalIndex) -> None:
     """Coverage and the other signals ``Retrieval.relevance`` weighs, from the first fused hits
-    (``query``: what BM25 searched, see ``bridge``)."""
+    (``query``: what BM25 searched, ``kbqa.retrieval.bridge.search_words``)."""
     from kbqa.retrieval.signals import (
         answer_type,
         has_type,
@@ -347,7 +324,7 @@ def _coverage(found: Retrieval, query: str, pool: list[Hit], lexical: LexicalInd
 
     first = [h.text for h in pool[:SIGNAL_HITS]]
     found.pool_cosine = max(h.score for h in pool)
-    found.coverage = lexical.coverage(query, first) if query.strip() else 0.0
+    found.coverage = lexical.coverage(query, first)
     if found.foreign:
         return  # the other signals read the question's own words and type
     found.unknown = unknown_share(query, lexical.known, lexical.idf, first)
