@@ -1,6 +1,6 @@
 """Dev-set benchmark on devcorp (benchmarks/data/): refusal, answer facts, follow-ups, English.
 
-    python benchmarks/bench_devset.py [--split report|fit|report2|report3|report4|all] [--dump FILE.jsonl]
+    python benchmarks/bench_devset.py [--split report|fit|report2|report3|report4|report5|all] [--dump FILE.jsonl]
 
 Builds (once, cached under benchmarks/out/devcorp/) a KB of benchmarks/data/devcorp with the
 default e5 embedder and asks every question of the split through kbqa.ask.Asker, extractive
@@ -8,7 +8,8 @@ mode. Splits: `fit` and `report` (the first two rounds' halves; both read and tu
 the third round), `report2` (written before the third round's changes; its failures were read
 after it, so it is tuned on since the fourth round), `report3` (written before the fourth round's
 changes, read after them, tuned on since the fifth), `report4` (written before the fifth round's
-changes, run only to measure). `all` is fit + report: the others run only when named.
+changes, read after them, tuned on since the sixth), `report5` (written before the sixth
+round's changes, run only to measure). `all` is fit + report: the others run only when named.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def main() -> None:
     parser.add_argument(
         "--split",
         default="report",
-        choices=["report", "fit", "report2", "report3", "report4", "all"],
+        choices=["report", "fit", "report2", "report3", "report4", "report5", "all"],
     )
     parser.add_argument("--dump", type=Path, help="write every answer to this jsonl")
     parser.add_argument("--threshold", type=float, help="refusal threshold override")
