@@ -75,6 +75,12 @@ def test_a_subjectless_follow_up_asks_about_the_earlier_subject():
         "餐饮补贴"
     )
     assert focus_of("电话多少？") == ""
+    # the ask's own nouns (什么时候) and a verb frame's (多久内) are no subject; with no noun at
+    # all a longer follow-up is subjectless too
+    q = condense_rules("什么时候能开好？", [("新员工的邮箱是哪个部门给开的？", "IT部")])
+    assert "邮箱" in q and q.endswith("什么时候能开好？")
+    q = condense_rules("推不掉的话要多久内交上去？", [("供应商送的东西能收吗？", "不能")])
+    assert q.startswith("供应商") and q.endswith("推不掉的话要多久内交上去？")
 
 
 def test_a_short_question_with_a_subject_of_its_own_stands_alone():

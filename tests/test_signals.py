@@ -203,6 +203,40 @@ def test_a_question_naming_its_unit_wants_a_number_in_that_unit():
     assert found.signals()["answer_unit_found"] is False
 
 
+def test_a_share_of_the_headcount_wants_a_percentage_not_a_count_of_people():
+    from kbqa.retrieval.signals import has_unit, wanted_unit
+
+    unit = wanted_unit("绩效拿B的人数比例上限是多少？")
+    assert unit is None and has_unit(unit, "等级：B；人数比例：约50%")
+
+
+def test_a_question_about_one_office_is_not_answered_by_another_offices_rule():
+    import numpy as np
+
+    from kbqa.retrieval.retriever import PLACE_PENALTY, Retrieval
+    from kbqa.retrieval.signals import asked_places, place_named
+
+    taipei = "颱風來襲時，依台北市政府公告停止上班，停班當日薪資照發。"
+    offices = "分公司：杭州总部；地址：杭州市滨江区"
+    assert asked_places("杭州总部刮台风停班的话，当天工资照发吗？") == ["杭州"]
+    assert asked_places("台北那边的员工交通补贴有多少？") == ["台北"]
+    # jieba tags 城市 and 台风 as places, and 我们 stands before 分公司: none is an office's place
+    for q in ("去一线城市出差住宿标准是多少？", "台风天停班吗？", "我们分公司也按这个规定吗？"):
+        assert asked_places(q) == []
+    # the best passage is the Taipei office's rule, and only the list of offices names 杭州
+    assert not place_named(["杭州"], [taipei, offices])
+    # no passage names the office at all
+    assert not place_named(["深圳"], ["员工餐补每月300元", "总部开通3条班车"])
+    # the Taipei office's own question, a company-wide rule, and a question naming no office
+    assert place_named(["台北"], [taipei]) and place_named(["杭州"], ["停班工资照发", offices])
+    assert place_named([], [taipei])
+    found = Retrieval([], np.zeros(2, np.float32), pool_cosine=0.9)
+    base = found.relevance
+    found.place_ok = False
+    assert abs(base - found.relevance - PLACE_PENALTY) < 1e-9
+    assert found.signals()["place_found"] is False
+
+
 def test_the_writer_refits_the_threshold_only_when_a_fifth_of_the_kb_is_new(tmp_path):
     """One uploaded file must not pay a whole calibration (hundreds of searches) at checkpoint."""
     from kbqa.config import IngestConfig

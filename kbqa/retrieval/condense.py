@@ -67,8 +67,14 @@ def is_follow_up(question: str) -> bool:
     return bool(_LEAD.match(q) and len(q) <= 20) or bool(re.search(r"呢\s*[?？]?\s*$", q))
 
 
-# A subjectless follow-up is this short (characters without its marks): an ask and an attribute.
+# A subjectless follow-up is this short (characters without its marks): an ask and an attribute;
+# one with no noun at all may be longer (推不掉的话要多久内交上去: verbs and the ask only).
 SUBJECTLESS_CHARS = 8
+NOUNLESS_CHARS = 16
+# Nouns that belong to the ask or to a verb's frame, not to a subject: 什么时候, 多久内.
+_ASK_NOUNS = frozenset(
+    {"时候", "时间", "地方", "内", "以内", "之内", "以前", "之前", "以后", "之后"}
+)
 # jieba tags that say nothing of a subject: particles, prepositions, adverbs, pronouns, numbers,
 # measure words, conjunctions, punctuation (要发票吗: 吗; 最少要几位: 最少).
 _FUNCTION_TAGS = ("x", "y", "u", "p", "d", "r", "m", "q", "c", "e")
@@ -88,11 +94,13 @@ def lacks_subject(question: str, previous: str, answer: str = "") -> bool:
     True
     >>> lacks_subject("几点下班？", "总部早上几点上班？"), lacks_subject("年假有几天？", "婚假几天？")
     (True, False)
+    >>> lacks_subject("什么时候能开好？", "新员工的邮箱是哪个部门给开的？")
+    True
     """
     from kbqa.text import load_jieba, tagged
 
     core = to_simplified(_TAIL.sub("", question.strip()))
-    if not core or len(core) > SUBJECTLESS_CHARS or not _ASKS.search(core):
+    if not core or len(core) > NOUNLESS_CHARS or not _ASKS.search(core):
         return False
     if _PRONOUN.search(core) or any(s.kind != "period" for s in slots(core)):
         return False
@@ -100,6 +108,8 @@ def lacks_subject(question: str, previous: str, answer: str = "") -> bool:
     nouns, verbs = [], []
     for word, flag in tagged(core):
         if _ASKS.search(word) or flag.startswith(_FUNCTION_TAGS) or not word.strip():
+            continue
+        if word in _ASK_NOUNS:
             continue
         if flag.startswith(_ENTITY_TAGS):
             return False
@@ -111,6 +121,8 @@ def lacks_subject(question: str, previous: str, answer: str = "") -> bool:
             return False  # 年假有几天: 假 (an adjective to jieba) is a topic, not an ask
     if not nouns:
         return bool(verbs) and answer_type(core) in ("time", "number")
+    if len(core) > SUBJECTLESS_CHARS:
+        return False
     # 电话号码 after a row's 联系电话: a dictionary part of it is enough
     jieba = load_jieba()
     return all(

@@ -32,6 +32,7 @@ UNKNOWN_WEIGHT = 0.05  # x share of the question's rare words the KB never menti
 TYPE_PENALTY = 0.03  # a 多少/几点/哪里 question whose passages hold no number/time/place
 UNIT_PENALTY = 0.1  # a 几天/多少钱/人数 question whose passages hold no number in that unit
 KIND_PENALTY = 0.04  # a kind of a known thing named by a word the KB lacks (高温补贴)
+PLACE_PENALTY = 0.1  # an office's place (杭州总部) that none of the first hits names
 FOREIGN_SHIFT = 0.1  # cross-lingual cosines run lower: an English question on a Chinese KB
 # x a foreign question's share of words the dictionary translates into nothing the KB holds
 # (gym -> 健身房); half UNKNOWN_WEIGHT, as the dictionary misses some of the KB's own words
@@ -58,6 +59,7 @@ class Retrieval:
     foreign: bool = False  # no word of the question is in the KB (another language)
     bridged: str = ""  # a foreign question's words in the KB's language (kbqa.retrieval.bridge)
     unknown_kind: bool = False  # 高温补贴 on a KB with other 补贴 only (signals.unknown_kind)
+    place_ok: bool = True  # the first hits name the office the question asks about
     pool_cosine: float | None = None  # best cosine of the RELEVANCE_POOL first hits
 
     @property
@@ -88,6 +90,7 @@ class Retrieval:
             - (0.0 if self.type_ok else TYPE_PENALTY)
             - (0.0 if self.unit_ok else UNIT_PENALTY)
             - (KIND_PENALTY if self.unknown_kind else 0.0)
+            - (0.0 if self.place_ok else PLACE_PENALTY)
         )
 
     def signals(self) -> dict[str, float | bool]:
@@ -99,6 +102,7 @@ class Retrieval:
             "answer_type_found": self.type_ok,
             "answer_unit_found": self.unit_ok,
             "unknown_kind": self.unknown_kind,
+            "place_found": self.place_ok,
             "cross_lingual": self.foreign,
             **({"searched_as": self.bridged} if self.foreign else {}),
             "relevance": round(self.relevance, 4),
@@ -315,8 +319,10 @@ def _coverage(found: Retrieval, query: str, pool: list[Hit], lexical: LexicalInd
     (``query``: what BM25 searched, ``kbqa.retrieval.bridge.search_words``)."""
     from kbqa.retrieval.signals import (
         answer_type,
+        asked_places,
         has_type,
         has_unit,
+        place_named,
         unknown_kind,
         unknown_share,
         wanted_unit,
@@ -333,6 +339,7 @@ def _coverage(found: Retrieval, query: str, pool: list[Hit], lexical: LexicalInd
     unit = wanted_unit(query)
     found.unit_ok = any(has_unit(unit, t) for t in first)
     found.unknown_kind = unknown_kind(query, lexical.known, first)
+    found.place_ok = place_named(asked_places(query), first)
 
 
 def merge_adjacent(hits: list[Hit]) -> list[Hit]:

@@ -68,8 +68,8 @@ def has_type(kind: str | None, text: str) -> bool:
 # A 几/多少 question naming its unit (几天, 多少钱, 员工人数是多少) wants a number with that unit;
 # passages with only other numbers (a phone number for 员工人数) do not answer it.
 _UNIT_ASKED = re.compile(
-    r"(?:几|多少)\s*(个月|小时|分钟|公里|天|元|钱|块|次|人|名|年|周|倍)|(人数)"
-)
+    r"(?:几|多少)\s*(个月|小时|分钟|公里|天|元|钱|块|次|人|名|年|周|倍)|(人数)(?!比例|占比)"
+)  # 人数比例 (a grade's share of the headcount) wants a percentage, not N人
 _UNIT_ALIASES = {"钱": "元|块|万", "块": "元|块", "人": "人|名", "名": "人|名", "人数": "人|名"}
 # A number as documents and questions write it: 10, 1.5, 十五, 两, 半.
 NUMBER = r"(?:\d+(?:\.\d+)?|[一二两三四五六七八九十百千万半]+)"
@@ -81,6 +81,7 @@ def wanted_unit(question: str) -> str | None:
 
     >>> wanted_unit("年假有几天"), wanted_unit("员工人数是多少"), wanted_unit("总部在哪里")
     ('天', '人|名', None)
+    >>> wanted_unit("拿B的人数比例上限是多少")
     """
     m = _UNIT_ASKED.search(to_simplified(question))
     if not m:
@@ -233,6 +234,57 @@ def unknown_kind(question: str, known: Callable[[str], bool], texts: list[str]) 
             if len(pieces) >= 2 and known(pieces[-1]) and not known(pieces[0]):
                 return True
     return False
+
+
+# What a place name in a question is attached to: an office (深圳分公司, 台北辦公室, 杭州总部).
+_OFFICE = re.compile(r"^(?:分公司|办公室|总部|分部|办事处|那边|园区|office)", re.I)
+
+
+def asked_places(question: str) -> list[str]:
+    """The places a text is about: a place name (jieba's ``ns``) naming an office or a city.
+
+    Only a place fixed to an office word (深圳分公司) or written as a city (台北市) counts:
+    jieba tags 城市, 福利 and 台风 ``ns`` too, and a bare city (去一线城市出差) is a condition,
+    not whose rule is asked for.
+
+    >>> asked_places("深圳分公司有通勤班车吗？"), asked_places("去一线城市出差住宿标准是多少？")
+    (['深圳'], [])
+    >>> asked_places("依台北市政府公告停止上班")
+    ['台北']
+    """
+    from kbqa.text import tagged
+
+    words = tagged(to_simplified(question))
+    places = []
+    for (w, flag), (after, _) in zip(words, [*words[1:], ("", "")], strict=True):
+        if flag != "ns" or len(w) < 2:
+            continue
+        if w.endswith("市") and len(w) >= 3:
+            places.append(w[:-1])  # 依台北市政府公告: the city's own rule
+        elif _OFFICE.match(after):
+            places.append(w)
+    return list(dict.fromkeys(places))
+
+
+def place_named(places: list[str], texts: list[str]) -> bool:
+    """Whether the passages answer for the places asked about (True for none): one of
+    ``texts`` names them all, and the first names no other office.
+
+    杭州总部刮台风停班的话工资照发吗 against the Taipei office's typhoon rule: the best passage
+    says what another office does, which does not answer for this one, even where a later
+    passage (the list of offices) names 杭州.
+
+    >>> place_named(["杭州"], ["台北辦公室：颱風停班當日薪資照發", "杭州总部：滨江区"])
+    False
+    >>> place_named(["杭州"], ["台风天停班，工资照发", "杭州总部：滨江区"])
+    True
+    """
+    if not places:
+        return True
+    simple = [to_simplified(t) for t in texts]
+    if not any(all(p in t for p in places) for t in simple):
+        return False
+    return not simple or not (set(asked_places(simple[0])) - set(places))
 
 
 def foreign(question: str, tokens: list[str], known: Callable[[str], bool], kb_han: bool) -> bool:
