@@ -107,9 +107,9 @@ def lacks_subject(question: str, previous: str, answer: str = "") -> bool:
     said = to_simplified(previous + answer)
     nouns, verbs = [], []
     for word, flag in tagged(core):
-        if _ASKS.search(word) or flag.startswith(_FUNCTION_TAGS) or not word.strip():
+        if _ASKS.search(word) or flag.startswith(_FUNCTION_TAGS) or word in _ASK_NOUNS:
             continue
-        if word in _ASK_NOUNS:
+        if not word.strip():
             continue
         if flag.startswith(_ENTITY_TAGS):
             return False

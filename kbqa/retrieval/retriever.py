@@ -32,7 +32,7 @@ UNKNOWN_WEIGHT = 0.05  # x share of the question's rare words the KB never menti
 TYPE_PENALTY = 0.03  # a 多少/几点/哪里 question whose passages hold no number/time/place
 UNIT_PENALTY = 0.1  # a 几天/多少钱/人数 question whose passages hold no number in that unit
 KIND_PENALTY = 0.04  # a kind of a known thing named by a word the KB lacks (高温补贴)
-PLACE_PENALTY = 0.1  # an office's place (杭州总部) that none of the first hits names
+PLACE_PENALTY = 0.1  # an office (杭州总部) no first hit names, or the best is another's rule
 FOREIGN_SHIFT = 0.1  # cross-lingual cosines run lower: an English question on a Chinese KB
 # x a foreign question's share of words the dictionary translates into nothing the KB holds
 # (gym -> 健身房); half UNKNOWN_WEIGHT, as the dictionary misses some of the KB's own words
@@ -59,7 +59,7 @@ class Retrieval:
     foreign: bool = False  # no word of the question is in the KB (another language)
     bridged: str = ""  # a foreign question's words in the KB's language (kbqa.retrieval.bridge)
     unknown_kind: bool = False  # 高温补贴 on a KB with other 补贴 only (signals.unknown_kind)
-    place_ok: bool = True  # the first hits name the office the question asks about
+    place_ok: bool = True  # the first hits answer for the office asked about (place_named)
     pool_cosine: float | None = None  # best cosine of the RELEVANCE_POOL first hits
 
     @property

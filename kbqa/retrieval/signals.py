@@ -284,7 +284,7 @@ def place_named(places: list[str], texts: list[str]) -> bool:
     simple = [to_simplified(t) for t in texts]
     if not any(all(p in t for p in places) for t in simple):
         return False
-    return not simple or not (set(asked_places(simple[0])) - set(places))
+    return not set(asked_places(simple[0])) - set(places)
 
 
 def foreign(question: str, tokens: list[str], known: Callable[[str], bool], kb_han: bool) -> bool:
