@@ -82,9 +82,10 @@ class Asker:
         self, question: str, top_k: int | None = None, history: History = (), debug: bool = False
     ) -> Answer:
         answer = None
-        for kind, value in self.stream(question, top_k, history, debug, incremental=False):
-            if kind == "done":
-                answer = value
+        with self.kb.store.pinned():  # one generation read (see ChunkStore.pinned)
+            for kind, value in self.stream(question, top_k, history, debug, incremental=False):
+                if kind == "done":
+                    answer = value
         assert answer is not None
         return answer
 

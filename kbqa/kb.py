@@ -169,7 +169,7 @@ class KnowledgeBase:
         """
         # Read the generation before the indexes: _publish sets the indexes first.
         loaded, current = self._loaded_generation, self._indexes
-        if current is not None and (self._writers or loaded == self.store.generation()):
+        if current is not None and (self._writers or loaded == self.store.pinned_generation()):
             return current
         # One thread reloads after a writer commits; the others wait instead of each rebuilding.
         with self._reload:

@@ -75,6 +75,59 @@ def test_changed_file_replaces_its_old_chunks(tmp_path, corpus, embedder):
     assert_consistent(kb)
 
 
+def test_counts_follow_another_process_and_an_open_transaction(tmp_path, corpus, embedder):
+    """counts() is cached per generation: a reader sees another writer's commit, a writer its
+    own uncommitted rows, and a rollback leaves nothing counted."""
+    writer = make_kb(tmp_path, embedder)
+    writer.ingest([corpus], embedder, IngestConfig())
+    reader = KnowledgeBase.open(tmp_path / "home", "demo")
+    before = reader.store.counts()
+    assert before == writer.store.counts() and before["documents"] == 3
+    write(corpus, "extra.md", "# 附加\n\n附加说明一条。\n")
+    writer.ingest([corpus], embedder, IngestConfig())
+    assert reader.store.counts()["documents"] == 4
+    assert reader.store.counts()["chunks"] > before["chunks"]
+    store, doc = writer.store, writer.store.document(str(corpus / "extra.md"))
+    store.begin()
+    store.delete_document(doc.id)
+    assert store.counts()["documents"] == 3  # its own rows, not the cached count
+    assert reader.store.counts()["documents"] == 4  # WAL: the last commit
+    store.rollback()
+    assert store.counts()["documents"] == 4
+    reader.close()
+
+
+def test_a_pinned_read_sees_one_generation(tmp_path, corpus, embedder, monkeypatch):
+    """Inside pinned() a thread reads the generation once: another writer's commit shows in
+    the next block, the writer's own reads stay fresh, and an answer asks SQLite once."""
+    from kbqa.ask import Asker
+    from kbqa.config import AskConfig
+    from kbqa.prompt import load_prompts
+    from kbqa.store.chunks import ChunkStore
+
+    writer = make_kb(tmp_path, embedder)
+    writer.ingest([corpus], embedder, IngestConfig())
+    reader = KnowledgeBase.open(tmp_path / "home", "demo")
+    with reader.store.pinned() as seen:
+        assert reader.store.pinned_generation() == seen == writer.store.generation()
+        write(corpus, "extra.md", "# 附加\n\n附加说明一条。\n")
+        writer.ingest([corpus], embedder, IngestConfig())
+        with reader.store.pinned() as inner:
+            assert inner == seen  # nested: the outer block's
+        assert reader.store.pinned_generation() == seen
+        assert reader.store.generation() == writer.store.generation() > seen
+        assert reader.store.counts()["documents"] == 4  # counted afresh, kept under `seen`
+    assert reader.store.pinned_generation() == writer.store.generation()
+    assert len(reader.indexes.dense) == writer.store.counts()["chunks"]
+
+    reads = []
+    real = ChunkStore.generation
+    monkeypatch.setattr(ChunkStore, "generation", lambda self: reads.append(1) or real(self))
+    Asker(reader, embedder, None, load_prompts(), AskConfig()).ask("年假有几天")
+    assert len(reads) == 1
+    reader.close()
+
+
 def test_remove_a_document_by_path_tail(tmp_path, corpus, embedder):
     kb = make_kb(tmp_path, embedder)
     kb.ingest([corpus], embedder, IngestConfig())

@@ -15,7 +15,7 @@ _KEYS = {"source", "path", "same_as"}
 
 def _root(kb: Any) -> str:
     """The deepest folder holding every non-uploaded document, cached per KB generation."""
-    generation = kb.store.generation()
+    generation = kb.store.pinned_generation()
     cached = getattr(kb, "_kbqa_public_root", None)
     if cached and cached[0] == generation:
         return cached[1]

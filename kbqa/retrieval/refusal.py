@@ -238,10 +238,10 @@ def threshold_for(retriever: Retriever) -> Calibration | None:
     cal = stored(kb)
     if cal is None:
         cached = getattr(kb, "_refusal_cache", None)
-        if cached is not None and cached[0] == kb.store.generation():
+        if cached is not None and cached[0] == kb.store.pinned_generation():
             return cached[1]
         cal = calibrate(retriever)
-        kb._refusal_cache = (kb.store.generation(), cal)
+        kb._refusal_cache = (kb.store.pinned_generation(), cal)
     return cal
 
 

@@ -166,6 +166,12 @@ class Retriever:
         embed -> dense and lexical rankings -> fuse -> rescore (every hit gets its cosine) ->
         merge overlapping neighbours -> coverage and the other relevance signals.
         """
+        with self.kb.store.pinned():  # one generation read (see ChunkStore.pinned)
+            return self._retrieve(query, top_k, query_vector)
+
+    def _retrieve(
+        self, query: str, top_k: int | None, query_vector: np.ndarray | None
+    ) -> Retrieval:
         k = self._check(query, top_k)
         timings: dict[str, float] = {}
         indexes = self.kb.indexes

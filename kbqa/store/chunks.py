@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +73,8 @@ class ChunkStore:
         # Autocommit mode: transactions are begun and committed explicitly, nothing implicit.
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA busy_timeout=10000")
+        self._counts: tuple[int, dict[str, int]] | None = None  # (generation, counts)
+        self._pin = threading.local()  # .generation: see pinned()
         # WAL + NORMAL: a killed process loses nothing committed; only power loss can drop the
         # last transactions, and never corrupts the file. WAL also lets readers go on reading
         # the last committed state while a writer holds its transaction.
@@ -100,8 +104,33 @@ class ChunkStore:
             self._db.execute("ROLLBACK")
 
     def generation(self) -> int:
+        """The last committed generation, read now (what a writer and index files compare)."""
         row = self._db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         return int(row[0]) if row else 0
+
+    @contextmanager
+    def pinned(self) -> Iterator[int]:
+        """The generation read once for this thread's block (one search or answer), which
+        ``pinned_generation`` then gives; a block inside another keeps the outer one's.
+
+        The read paths' caches (indexes, counts, public paths, refusal) each asked SQLite,
+        four times an answer; every call gave up the interpreter lock, and under load each
+        waited to get it back (issue 14). One read also shows the block one state of the KB.
+        """
+        outer = getattr(self._pin, "generation", None)
+        if outer is not None:
+            yield outer
+            return
+        self._pin.generation = self.generation()
+        try:
+            yield self._pin.generation
+        finally:
+            self._pin.generation = None
+
+    def pinned_generation(self) -> int:
+        """The generation ``pinned`` for this thread's read, else read now."""
+        pinned = getattr(self._pin, "generation", None)
+        return self.generation() if pinned is None else pinned
 
     # -- documents ----------------------------------------------------------------------------
 
@@ -320,12 +349,24 @@ class ChunkStore:
         ]
 
     def counts(self) -> dict[str, int]:
+        """Documents indexed and failed, and chunks: counted once per generation, as every
+        answer checks its calibration against the KB's size (three table scans a request took
+        about 5% of a query thread's time; issue 14). A transaction on this connection (a
+        writer's) shows its uncommitted rows, so while one is open they are counted afresh."""
+        generation = None if self._db.in_transaction else self.pinned_generation()
+        cached = self._counts
+        if cached is not None and cached[0] == generation:
+            return dict(cached[1])
         docs = self._db.execute("SELECT COUNT(*) FROM documents WHERE status = 'ok'").fetchone()[0]
         failed = self._db.execute(
             "SELECT COUNT(*) FROM documents WHERE status = 'failed'"
         ).fetchone()[0]
         chunks = self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-        return {"documents": docs, "documents_failed": failed, "chunks": chunks}
+        counts = {"documents": docs, "documents_failed": failed, "chunks": chunks}
+        if generation is not None and not self._db.in_transaction:
+            # The generation is read first: a commit in between makes the next call count again.
+            self._counts = (generation, counts)
+        return dict(counts)
 
     def chunk_ids(self) -> np.ndarray:
         rows = self._db.execute("SELECT id FROM chunks ORDER BY id").fetchall()
