@@ -157,6 +157,11 @@ T = TypeVar("T")
 async def run_query(services: Services, fn: Callable[..., T], *args: Any, waits: bool) -> T:
     """Run a search or an answer off the event loop, on the pool that suits it.
 
+    What turns the result into a response body goes in ``fn`` too, where it touches the KB's
+    files (its lookup, public paths): a system call gives up the interpreter lock, and the loop
+    thread waited for SQLite and for the lock again while every other request's I/O waited
+    behind it (docs/benchmarks.md, issue 14).
+
     Retrieval and extractive answers are CPU work under one interpreter lock: a pool of one
     thread per core serves them fastest, where anyio's 40-thread pool had the threads fight
     over the lock (on 2 cores: 0.72x of the in-process throughput against 1.14x, server CPU
@@ -170,9 +175,16 @@ async def run_query(services: Services, fn: Callable[..., T], *args: Any, waits:
     return await loop.run_in_executor(services.query_pool, functools.partial(fn, *args))
 
 
-async def ask_off_loop(services: Services, asker: Any, *args: Any) -> Any:
-    """``asker.ask(*args)`` off the loop: it waits (large pool) only when an LLM answers."""
-    return await run_query(services, asker.ask, *args, waits=services.generator is not None)
+async def ask_off_loop(services: Services, work: Callable[[], T]) -> T:
+    """An answer (``work``, which calls ``Asker.ask``) off the loop: it waits (large pool) only
+    when an LLM answers."""
+    return await run_query(services, work, waits=services.generator is not None)
+
+
+def kb_of(services: Services, kb: KnowledgeBase | str) -> KnowledgeBase:
+    """``kb``, or the KB of that name: kbqa.api.hot leaves the lookup (a stat of its files) to
+    the query thread, as the body is built there (see run_query)."""
+    return services.kbs.get(kb) if isinstance(kb, str) else kb
 
 
 async def first_event(services: Services, events: Any) -> Any:

@@ -6,9 +6,10 @@ exception and exit-stack layers) held the interpreter lock that the retrieval ne
 (docs/benchmarks.md, issue 14). This layer sits inside kbqa's own middlewares (body limit,
 security headers), answers a well-formed request with the routes' own code (the same
 principal, scope check, KB lookup, request model and response body), and hands everything
-else to the app unchanged: a bad key, a scope or KB error, invalid JSON, a body the model
-rejects, a stream or an answer from an LLM, or an error in the work itself (search and ask
-only read, so the route runs it again and FastAPI's handlers give the usual 4xx/5xx). The
+else to the app unchanged: a bad key, a scope error, invalid JSON, a body the model
+rejects, a stream or an answer from an LLM, or an error in the work itself, the KB lookup
+included (search and ask only read, so the route runs it again and FastAPI's handlers give
+the usual 4xx/5xx). The
 routes stay in FastAPI, for OpenAPI and for those cases.
 """
 
@@ -93,14 +94,13 @@ async def _answer(scope: Scope, match: re.Match, body: bytes) -> dict | None:
     try:
         principal = principal_of(services, _presented(scope))
         check_read(principal, kb_name)
-        kb = services.kbs.get(kb_name)
         request = model.model_validate(orjson.loads(body))
     except Exception:  # noqa: BLE001 - the app's own dependencies give the error
         return None
     if isinstance(request, AskRequest) and (request.stream or services.generator is not None):
         return None  # streams, and answers an LLM writes (whose time is not HTTP's)
     try:
-        return await payload(services, kb, request)
+        return await payload(services, kb_name, request)  # looked up in the query thread
     except Exception:  # noqa: BLE001 - the route runs it again, and its handlers answer
         log.debug("%s on %s failed; the route answers", route, kb_name, exc_info=True)
         return None

@@ -18,6 +18,7 @@ from kbqa.api.deps import (
     ServicesDep,
     ask_off_loop,
     first_event,
+    kb_of,
     make_asker,
 )
 from kbqa.api.paths import public
@@ -85,12 +86,18 @@ async def ask(body: AskRequest, kb: ReadKb, services: ServicesDep):
     )
 
 
-async def answer_payload(services: Services, kb: KnowledgeBase, body: AskRequest) -> dict:
-    """The response body of an answer not streamed (this route's, and kbqa.api.hot's)."""
+async def answer_payload(services: Services, kb: KnowledgeBase | str, body: AskRequest) -> dict:
+    """The response body of an answer not streamed (this route's, and kbqa.api.hot's, which
+    names the KB)."""
     history = [tuple(turn) for turn in body.history]
-    asker = make_asker(services, kb)
-    answer = await ask_off_loop(services, asker, body.question, body.top_k, history, body.debug)
-    return public(kb, answer.to_dict())
+
+    def answer() -> dict:  # in the query thread: see kbqa.api.deps.run_query
+        found = kb_of(services, kb)
+        with found.store.pinned():  # the answer and its public paths: one generation read
+            asked = make_asker(services, found).ask(body.question, body.top_k, history, body.debug)
+            return public(found, asked.to_dict())
+
+    return await ask_off_loop(services, answer)
 
 
 @router.post(

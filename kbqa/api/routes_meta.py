@@ -99,7 +99,7 @@ async def chatglm(
     )
     asker = make_asker(services, services.kbs.get(name), generation=generation)
     history = [tuple(turn) for turn in body.history or []]
-    answer = await ask_off_loop(services, asker, body.prompt, None, history)
+    answer = await ask_off_loop(services, lambda: asker.ask(body.prompt, None, history))
     return {
         "response": answer.answer,
         "history": [*history, (body.prompt, answer.answer)],

@@ -115,7 +115,7 @@ async def chat_completions(body: ChatCompletionRequest, services: ServicesDep, w
                 "total_tokens": prompt_tokens + done}  # fmt: skip
 
     if not body.stream:
-        answer = await ask_off_loop(services, asker, question, None, history)
+        answer = await ask_off_loop(services, lambda: asker.ask(question, None, history))
         return {
             **meta,
             "object": "chat.completion",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from kbqa.api.deps import ReadKb, ServicesDep, make_retriever, run_query
+from kbqa.api.deps import ReadKb, ServicesDep, kb_of, make_retriever, run_query
 from kbqa.api.paths import public
 from kbqa.api.responses import FastJSON
 from kbqa.api.schemas import SearchRequest, SearchResponse
@@ -26,9 +26,14 @@ async def search(body: SearchRequest, kb: ReadKb, services: ServicesDep) -> Fast
     return FastJSON(await search_payload(services, kb, body))
 
 
-async def search_payload(services: Services, kb: KnowledgeBase, body: SearchRequest) -> dict:
-    """The response body of a search (this route's, and kbqa.api.hot's)."""
+async def search_payload(services: Services, kb: KnowledgeBase | str, body: SearchRequest) -> dict:
+    """The response body of a search (this route's, and kbqa.api.hot's, which names the KB)."""
     top_k = body.top_k or services.settings.top_k
-    retriever = make_retriever(services, kb)
-    hits = await run_query(services, retriever.search, body.query, top_k, waits=False)
-    return {"query": body.query, "hits": public(kb, [h.to_dict() for h in hits])}
+
+    def hits() -> list[dict]:  # in the query thread: see kbqa.api.deps.run_query
+        found = kb_of(services, kb)
+        with found.store.pinned():  # the hits and their public paths: one generation read
+            found_hits = make_retriever(services, found).search(body.query, top_k)
+            return public(found, [h.to_dict() for h in found_hits])
+
+    return {"query": body.query, "hits": await run_query(services, hits, waits=False)}
