@@ -137,3 +137,14 @@ def test_a_full_llm_queue_answers_503(home, embedder):
         with ThreadPoolExecutor(6) as pool:
             codes = sorted(pool.map(ask, range(6)))
     assert 200 in codes and 503 in codes and set(codes) <= {200, 503}
+
+
+def test_the_server_reads_the_dictionary_at_start_up(home, embedder):
+    """The first question in another language does not wait for CC-CEDICT (kbqa.retrieval.bridge)."""
+    from kbqa.retrieval.bridge import dictionary
+
+    dictionary.cache_clear()
+    with client_for(home, embedder) as c:
+        assert dictionary.cache_info().currsize == 1
+        r = c.post("/v1/kbs/demo/ask", json={"question": "How many days of annual leave?"})
+        assert r.status_code == 200 and dictionary.cache_info().misses == 1

@@ -129,9 +129,13 @@ def build_services(
 
         embedder = load_embedder(settings.embedding_model, settings.embed_config())
         embedder.load()
+    from kbqa.retrieval.bridge import dictionary
     from kbqa.retrieval.signals import warm
 
     warm()  # the first question would otherwise wait 1.5 s for jieba's tables
+    # And the first in another language 1 s for CC-CEDICT (58 MiB kept; the CLI reads it only
+    # for such a question, as one question there pays it either way).
+    dictionary()
     if generator is ...:
         from kbqa.llm import load_generator
 

