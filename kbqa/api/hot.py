@@ -6,11 +6,10 @@ exception and exit-stack layers) held the interpreter lock that the retrieval ne
 (docs/benchmarks.md, issue 14). This layer sits inside kbqa's own middlewares (body limit,
 security headers), answers a well-formed request with the routes' own code (the same
 principal, scope check, KB lookup, request model and response body), and hands everything
-else to the app unchanged: a bad key, a scope error, invalid JSON, a body the model
-rejects, a stream or an answer from an LLM, or an error in the work itself, the KB lookup
-included (search and ask only read, so the route runs it again and FastAPI's handlers give
-the usual 4xx/5xx). The
-routes stay in FastAPI, for OpenAPI and for those cases.
+else to the app unchanged: a bad key, a scope error, invalid JSON, a body the model rejects,
+a stream or an answer from an LLM, or an error in the work itself, the KB lookup included
+(search and ask only read, so the route runs it again and FastAPI's handlers give the usual
+4xx/5xx). The routes stay in FastAPI, for OpenAPI and for those cases.
 """
 
 from __future__ import annotations
