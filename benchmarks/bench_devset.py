@@ -10,7 +10,8 @@ after it, so it is tuned on since the fourth round), `report3` (written before t
 changes, read after them, tuned on since the fifth), `report4` (written before the fifth round's
 changes, read after them, tuned on since the sixth), `report5` (written before the sixth
 round's changes, run only to measure), `report6` (written in the eighth session, after the
-other splits had stopped moving, by a helper who did not share it: run only to measure). `all`
+other splits had stopped moving, by a helper who did not share it: run only to measure), `fit6`
+(24 follow-up pairs in styles the earlier splits lack, written to be read and tuned on). `all`
 is fit + report: the others run only when named.
 """
 
@@ -117,7 +118,17 @@ def main() -> None:
     parser.add_argument(
         "--split",
         default="report",
-        choices=["report", "fit", "report2", "report3", "report4", "report5", "report6", "all"],
+        choices=[
+            "report",
+            "fit",
+            "report2",
+            "report3",
+            "report4",
+            "report5",
+            "report6",
+            "fit6",
+            "all",
+        ],
     )
     parser.add_argument("--dump", type=Path, help="write every answer to this jsonl")
     parser.add_argument("--threshold", type=float, help="refusal threshold override")
