@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from kbqa.config import AskConfig
 from kbqa.errors import BadInput
 from kbqa.prompt import Prompts, pack_prompt
-from kbqa.retrieval.condense import clean_history, condense, focus_of
+from kbqa.retrieval.condense import (
+    clean_history,
+    condense,
+    focus_of,
+    names_its_words,
+    with_earlier_question,
+)
 from kbqa.retrieval.retriever import Retriever
 from kbqa.types import Answer, History, Hit
 
@@ -114,16 +120,26 @@ class Asker:
         standalone = condense(question, history, self.generator, self.prompts.condense)
         found = self.retriever.retrieve(standalone, max(k, FAQ_POOL))
         threshold, origin = self.threshold()
+        info: dict[str, Any] = {}
+        plan = self._plan(standalone, found, k, threshold, info)
+        again = with_earlier_question(question, history) if plan.route is Route.REFUSE else None
+        if again is not None and again != standalone:
+            # Nothing found for it alone: a follow-up asked in a way the rules do not know.
+            retry = self.retriever.retrieve(again, max(k, FAQ_POOL))
+            retry_info: dict[str, Any] = {}
+            retry_plan = self._plan(again, retry, k, threshold, retry_info)
+            texts = [h.text for h in retry_plan.sources]
+            if retry_plan.route is not Route.REFUSE and names_its_words(question, texts):
+                standalone, found, info, plan = again, retry, retry_info, retry_plan
         timings = dict(found.timings)
         timings["retrieve_ms"] = _ms(time.perf_counter() - started)
-        info: dict[str, Any] = {
-            "standalone_question": standalone,
+        info.update(
+            standalone_question=standalone,
             **found.signals(),
-            "threshold": threshold,
-            "threshold_from": origin,
-        }
+            threshold=threshold,
+            threshold_from=origin,
+        )
         t_gen = time.perf_counter()
-        plan = self._plan(standalone, found, k, threshold, info)
         yield "sources", plan.sources
         if plan.route is Route.REFUSE:
             text = self.prompts.refusal

@@ -186,3 +186,34 @@ def test_rest_history_of_100_turns_is_trimmed_with_a_notice_and_bad_turns_are_cl
         assert any("100 turns" in n or "99 turns" in n for n in r.json()["debug"]["notices"])
         r = c.post("/", json={"prompt": "年假有几天？", "history": turns})
         assert r.status_code == 200 and r.json()["response"]
+
+
+def test_a_follow_up_the_rules_miss_is_searched_again_with_the_earlier_question(tmp_path):
+    """Refused alone, a short question after a turn is searched with the earlier question; it
+    keeps that answer only if it clears the threshold and holds the question's own topic words,
+    so an unrelated question (股票代码) after the same turn stays refused."""
+    from kbqa.retrieval.retriever import Retriever
+
+    e = HashEmbedder()
+    kb = build_kb(tmp_path / "home", "demo", e, {"leave.md": LEAVE, "vpn.txt": VPN})
+    earlier = "员工入职满一年后每年享有几天带薪年假？"
+    history = [(earlier, "5天")]
+    follow_up, unrelated = "满十年呢要怎么算？", "公司股票代码是多少？"
+    assert condense(follow_up, history) == follow_up  # the rules do not see a follow-up here
+    retriever = Retriever(kb, e, AskConfig().retrieve)
+
+    def between(question: str) -> float:
+        """A threshold that refuses ``question`` alone and passes it with the earlier one."""
+        core = question.rstrip("？")
+        alone = retriever.retrieve(question, 8).relevance
+        together = retriever.retrieve(f"{core}，{earlier}", 8).relevance
+        assert together > alone
+        return (alone + together) / 2
+
+    asker = Asker(kb, e, None, load_prompts(), AskConfig(refusal_threshold=between(follow_up)))
+    assert asker.ask(follow_up).refused  # without the turn there is nothing to lean on
+    a = asker.ask(follow_up, history=history, debug=True)
+    assert not a.refused and a.sources[0].source.endswith("leave.md")
+    assert a.debug["standalone_question"] == f"满十年呢要怎么算，{earlier}"
+    guarded = Asker(kb, e, None, load_prompts(), AskConfig(refusal_threshold=between(unrelated)))
+    assert guarded.ask(unrelated, history=history).refused  # no passage holds 股票代码

@@ -55,6 +55,10 @@ def clean_history(history: Sequence[Sequence[str]]) -> tuple[list[tuple[str, str
     return turns, notices
 
 
+# A question with a pronoun is a follow-up up to this length; longer ones say what they mean.
+FOLLOW_UP_CHARS = 30
+
+
 def is_follow_up(question: str) -> bool:
     """A question that leans on an earlier one: 那经理呢？, 它的电话是多少？, What about managers?
 
@@ -62,7 +66,7 @@ def is_follow_up(question: str) -> bool:
     (True, False)
     """
     q = question.strip()
-    if _PRONOUN.search(q) and len(q) <= 30:
+    if _PRONOUN.search(q) and len(q) <= FOLLOW_UP_CHARS:
         return True
     return bool(_LEAD.match(q) and len(q) <= 20) or bool(re.search(r"呢\s*[?？]?\s*$", q))
 
@@ -209,6 +213,37 @@ def condense_rules(question: str, history: Sequence[tuple[str, str]]) -> str:
     # a place), so the search is not about both at once.
     swapped = swap_slot(previous, core.removesuffix("的"))
     return swapped if swapped is not None else f"{core}，{previous}"
+
+
+def with_earlier_question(question: str, history: Sequence[tuple[str, str]]) -> str | None:
+    """The question and the earlier one, to search again when a short question after a turn
+    finds nothing on its own: the rules know only some of the ways a follow-up is asked
+    (得谁批了才算？ after 加班之前需要先走什么流程？, 员工一定得参加吗？ after 仓库有消防演练吗？).
+    None without an earlier question, or for a question long enough to stand alone.
+
+    >>> with_earlier_question("得谁批了才算？", [("加班之前需要先走什么流程？", "")])
+    '得谁批了才算，加班之前需要先走什么流程？'
+    """
+    previous, _ = _last_turn(history)
+    core = _TAIL.sub("", question.strip())
+    if not previous or not core or len(core) > FOLLOW_UP_CHARS:
+        return None
+    return f"{core}，{previous}"
+
+
+def names_its_words(question: str, texts: Sequence[str]) -> bool:
+    """Whether every word of ``question`` that names a topic is in ``texts``: a question searched
+    again with the earlier one (with_earlier_question) may borrow that one's subject, never
+    its own topic. 公司股票代码是多少？ after 年假有几天？ finds leave rules, which hold no
+    股票代码, so it stays refused.
+
+    >>> names_its_words("员工一定得参加吗？", ["全体员工必须参加消防演练。"])
+    True
+    >>> names_its_words("公司股票代码是多少？", ["公司员工年假5天。"]), names_its_words("超过了怎么办？", [])
+    (False, True)
+    """
+    said = to_simplified("".join(texts)).lower()
+    return all(word in said for word in topic_words(question))
 
 
 def condense(
