@@ -12,7 +12,9 @@ changes, read after them, tuned on since the sixth), `report5` (written before t
 round's changes, run only to measure), `report6` (written in the eighth session, after the
 other splits had stopped moving, by a helper who did not share it: run only to measure), `fit6`
 (24 follow-up pairs in styles the earlier splits lack, written to be read and tuned on). `all`
-is fit + report: the others run only when named.
+is fit + report: the others run only when named. `--after-unrelated-turn` asks each answerable
+and unanswerable question after another answerable one, to show a follow-up rule that fires
+where it should not.
 """
 
 from __future__ import annotations
@@ -55,7 +57,22 @@ def rows(split: str) -> list[dict]:
     return [r for r in out if r["split"] in wanted]
 
 
-def run(split: str, dump: Path | None = None, threshold: float | None = None) -> dict:
+def after_unrelated_turns(split_rows: list[dict]) -> list[dict]:
+    """The split's answerable and unanswerable rows, each after another answerable question of
+    the split (a fixed pairing): a follow-up rule that fires on a question that stands alone
+    shows here as a refusal or a fact lost."""
+    answerable = [r for r in split_rows if r["kind"] == "answerable"]
+    return [
+        {**r, "history": [answerable[(i * 7 + 3) % len(answerable)]["question"]]}
+        for i, r in enumerate(split_rows)
+        if r["kind"] in ("answerable", "unanswerable")
+        and answerable[(i * 7 + 3) % len(answerable)] is not r
+    ]
+
+
+def run(
+    split: str, dump: Path | None = None, threshold: float | None = None, after: bool = False
+) -> dict:
     import dataclasses
 
     from kbqa.ask import Asker
@@ -66,7 +83,7 @@ def run(split: str, dump: Path | None = None, threshold: float | None = None) ->
     config = dataclasses.replace(AskConfig(), refusal_threshold=threshold)
     asker = Asker(kb, emb, None, load_prompts(), config)
     results = []
-    for row in rows(split):
+    for row in after_unrelated_turns(rows(split)) if after else rows(split):
         history = []
         for earlier in row.get("history", []):
             first = asker.ask(earlier)
@@ -132,8 +149,14 @@ def main() -> None:
     )
     parser.add_argument("--dump", type=Path, help="write every answer to this jsonl")
     parser.add_argument("--threshold", type=float, help="refusal threshold override")
+    parser.add_argument(
+        "--after-unrelated-turn",
+        action="store_true",
+        help="ask each answerable and unanswerable question after another answerable one",
+    )
     args = parser.parse_args()
-    print(json.dumps(run(args.split, args.dump, args.threshold), ensure_ascii=False, indent=1))
+    result = run(args.split, args.dump, args.threshold, args.after_unrelated_turn)
+    print(json.dumps(result, ensure_ascii=False, indent=1))
 
 
 if __name__ == "__main__":
