@@ -62,6 +62,10 @@ def after_unrelated_turns(split_rows: list[dict]) -> list[dict]:
     the split (a fixed pairing): a follow-up rule that fires on a question that stands alone
     shows here as a refusal or a fact lost."""
     answerable = [r for r in split_rows if r["kind"] == "answerable"]
+    if not answerable:
+        raise SystemExit(
+            "--after-unrelated-turn: this split has no answerable question to ask first"
+        )
     return [
         {**r, "history": [answerable[(i * 7 + 3) % len(answerable)]["question"]]}
         for i, r in enumerate(split_rows)
