@@ -66,12 +66,12 @@ def after_unrelated_turns(split_rows: list[dict]) -> list[dict]:
         raise SystemExit(
             "--after-unrelated-turn: this split has no answerable question to ask first"
         )
-    return [
-        {**r, "history": [answerable[(i * 7 + 3) % len(answerable)]["question"]]}
-        for i, r in enumerate(split_rows)
-        if r["kind"] in ("answerable", "unanswerable")
-        and answerable[(i * 7 + 3) % len(answerable)] is not r
-    ]
+    out = []
+    for i, row in enumerate(split_rows):
+        earlier = answerable[(i * 7 + 3) % len(answerable)]
+        if row["kind"] in ("answerable", "unanswerable") and earlier is not row:
+            out.append({**row, "history": [earlier["question"]]})
+    return out
 
 
 def run(

@@ -122,15 +122,10 @@ class Asker:
         threshold, origin = self.threshold()
         info: dict[str, Any] = {}
         plan = self._plan(standalone, found, k, threshold, info)
-        again = with_earlier_question(question, history) if plan.route is Route.REFUSE else None
-        if again is not None and again != standalone:
-            # Nothing found for it alone: a follow-up asked in a way the rules do not know.
-            retry = self.retriever.retrieve(again, max(k, FAQ_POOL))
-            retry_info: dict[str, Any] = {}
-            retry_plan = self._plan(again, retry, k, threshold, retry_info)
-            texts = [h.text for h in retry_plan.sources]
-            if retry_plan.route is not Route.REFUSE and names_its_words(question, texts):
-                standalone, found, info, plan = again, retry, retry_info, retry_plan
+        if plan.route is Route.REFUSE:
+            retried = self._with_earlier_question(question, standalone, history, k, threshold)
+            if retried is not None:
+                standalone, found, info, plan = retried
         timings = dict(found.timings)
         timings["retrieve_ms"] = _ms(time.perf_counter() - started)
         info.update(
@@ -167,6 +162,25 @@ class Asker:
         refused = plan.route is Route.REFUSE
         mode = "faq" if plan.route is Route.FAQ else self._answer_mode()
         yield "done", Answer(question, text, refused, mode, plan.sources, timings, extra)
+
+    def _with_earlier_question(
+        self, question: str, standalone: str, history: History, k: int, threshold: float
+    ) -> tuple[str, Any, dict[str, Any], Plan] | None:
+        """Nothing found for the question alone: a follow-up asked in a way the rules do not
+        know, searched with the earlier question (kbqa.retrieval.condense.with_earlier_question).
+        (searched, found, info, plan), or None when that is refused too or lacks the question's
+        own topic words."""
+        again = with_earlier_question(question, history)
+        if again is None or again == standalone:
+            return None
+        found = self.retriever.retrieve(again, max(k, FAQ_POOL))
+        info: dict[str, Any] = {}
+        plan = self._plan(again, found, k, threshold, info)
+        if plan.route is Route.REFUSE:
+            return None
+        if not names_its_words(question, [h.text for h in plan.sources]):
+            return None
+        return again, found, info, plan
 
     def _answer_mode(self) -> str:
         return "generative" if self.generator else "extractive"

@@ -237,11 +237,12 @@ def threshold_for(retriever: Retriever) -> Calibration | None:
     kb = retriever.kb
     cal = stored(kb)
     if cal is None:
+        generation = kb.store.pinned_generation()  # read before calibrating: data this new
         cached = getattr(kb, "_refusal_cache", None)
-        if cached is not None and cached[0] == kb.store.pinned_generation():
+        if cached is not None and cached[0] == generation:
             return cached[1]
         cal = calibrate(retriever)
-        kb._refusal_cache = (kb.store.pinned_generation(), cal)
+        kb._refusal_cache = (generation, cal)
     return cal
 
 
