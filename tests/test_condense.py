@@ -83,6 +83,24 @@ def test_a_subjectless_follow_up_asks_about_the_earlier_subject():
     assert q.startswith("供应商") and q.endswith("推不掉的话要多久内交上去？")
 
 
+def test_a_follow_up_that_points_back_keeps_its_words_and_gains_the_earlier_question():
+    # 那天 / 那边 / that office point at the earlier turn: nothing to substitute, all to add
+    q = condense_rules("停班那天還有薪水嗎？", [("颱風來了台北那邊停不停班？", "")])
+    assert q.startswith("停班那天") and "颱風" in q
+    q = condense_rules("Where exactly is that office?", [("刘洋管的是哪边的分公司？", "")])
+    assert "that office" in q and "刘洋" in q
+    # English is measured in words: a short English follow-up with "And" is one
+    q = condense_rules("And what's the monthly amount?", [("台北同事有沒有捷運交通補助？", "")])
+    assert "monthly amount" in q and "交通" in q
+    # after a place, 那边 is that place: the question stands alone
+    q = "台北那边的员工每个月交通补贴有多少？"
+    assert condense_rules(q, [("总部中午几点到几点休息？", "")]) == q
+    # 那天 is no lead 那 to strip, and a long question that says "there" stands alone
+    assert not condense_rules("那天", [("年假几天？", "")]).startswith("天")
+    long = "How many days of annual leave does an employee who has worked there ten years get?"
+    assert condense_rules(long, [("年假几天？", "")]) == long
+
+
 def test_a_short_question_with_a_subject_of_its_own_stands_alone():
     row = [("成都分公司负责人是谁？", "负责人：刘洋；联系电话：028-8555-4321")]
     # a new topic (年假, 食堂), a name or role, or a how-question are not about the earlier one

@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 MAX_TURNS = 20  # the turns a follow-up may refer to; older ones are dropped with a notice
 MAX_TURN_CHARS = 1000  # per side of a turn: a pasted document is cut, not searched whole
 
-_LEAD = re.compile(r"^\s*(?:那么|那|还有|另外|然后|而|and|what about|how about)\s*[,，]?\s*", re.I)
+_LEAD = re.compile(
+    r"^\s*(?:那么|那(?![天边里儿时])|还有|另外|然后|而|and|what about|how about)\s*[,，]?\s*", re.I
+)
 _TAIL = re.compile(r"\s*(?:呢|的呢|怎么样|如何|又如何)?\s*[?？。!！]*\s*$")
 # 其他/其它 (other), 其中, 应该 hold a pronoun's character without being one.
 _PRONOUN = re.compile(
@@ -26,6 +28,31 @@ _PRONOUN = re.compile(
     r"(?<!应)该|这个|那个|\b(?:its?|they|their)\b",
     re.I,
 )
+# Words that point back at the conversation without naming what they point at (停班那天…,
+# Where exactly is that office?): the follow-up keeps them and gains the earlier question whole.
+_DEICTIC = re.compile(
+    r"那(?:天|边|里|儿|时候|时)|这(?:边|里|儿)|\b(?:that|this|these|those|there|then)\b", re.I
+)
+_HERE_THERE = re.compile(r"[那这][边里儿]")  # after a place it is that place: 台北那边的员工
+
+
+def points_back(question: str) -> bool:
+    """Whether a word of ``question`` points at the conversation (see _DEICTIC).
+
+    >>> points_back("停班那天还有薪水吗？"), points_back("台北那边的员工交通补贴有多少？")
+    (True, False)
+    """
+    from kbqa.text import tagged
+
+    q = to_simplified(question)
+    found = [m.group() for m in _DEICTIC.finditer(q)]
+    if not found:
+        return False
+    if all(_HERE_THERE.fullmatch(w) for w in found):
+        return not any(flag.startswith("ns") for _, flag in tagged(q))
+    return True
+
+
 _ASKS = re.compile(
     r"[几哪谁啥吗么]|多少|什么|怎么|怎样|如何|多久|多长|\b(?:what|how|when|where|who)\b", re.I
 )
@@ -57,18 +84,31 @@ def clean_history(history: Sequence[Sequence[str]]) -> tuple[list[tuple[str, str
 
 # A question with a pronoun is a follow-up up to this length; longer ones say what they mean.
 FOLLOW_UP_CHARS = 30
+_LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*")
+
+
+def size(text: str) -> int:
+    """A question's length as the limits above count it: an English word says about what two
+    Chinese characters say (And what's the monthly amount? is 5 words, 30 characters).
+
+    >>> size("那经理呢？"), size("And what's the monthly amount?")
+    (5, 11)
+    """
+    words = _LATIN_WORD.findall(text)
+    return len("".join(_LATIN_WORD.sub("", text).split())) + 2 * len(words)
 
 
 def is_follow_up(question: str) -> bool:
-    """A question that leans on an earlier one: 那经理呢？, 它的电话是多少？, What about managers?
+    """A question that leans on an earlier one: 那经理呢？, 它的电话是多少？, What about managers?,
+    停班那天还有薪水吗？, Where exactly is that office?
 
-    >>> is_follow_up("那经理呢？"), is_follow_up("年假有几天？")
-    (True, False)
+    >>> is_follow_up("那经理呢？"), is_follow_up("年假有几天？"), is_follow_up("Where is that office?")
+    (True, False, True)
     """
-    q = question.strip()
-    if _PRONOUN.search(q) and len(q) <= FOLLOW_UP_CHARS:
+    q = to_simplified(question.strip())
+    if size(q) <= FOLLOW_UP_CHARS and (_PRONOUN.search(q) or points_back(q)):
         return True
-    return bool(_LEAD.match(q) and len(q) <= 20) or bool(re.search(r"呢\s*[?？]?\s*$", q))
+    return bool(_LEAD.match(q) and size(q) <= 20) or bool(re.search(r"呢\s*[?？]?\s*$", q))
 
 
 # A subjectless follow-up is this short (characters without its marks): an ask and an attribute;
@@ -199,6 +239,8 @@ def condense_rules(question: str, history: Sequence[tuple[str, str]]) -> str:
         core = to_simplified(_TAIL.sub("", question.strip()))
         return _subject_words(previous, core) + core + "？"  # 电话多少 -> 成都分公司负责人电话多少
     core = _TAIL.sub("", _LEAD.sub("", question.strip()))
+    if points_back(core):
+        return f"{core}，{previous}"  # 停班那天还有薪水吗: "that day" is the earlier question's
     if _PRONOUN.search(core):
         # The entity the earlier question was about, not the attribute it asked for.
         subject = subject_of(previous) or "".join(w for w in topic_words(previous) if w not in core)
