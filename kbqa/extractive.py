@@ -90,9 +90,9 @@ def extract(
     first; a second follows when it scores SECOND of the best and both fit in SHORT_CHARS.
     ``extra_tokens`` are the question's words jieba cut apart (LexicalIndex.recovered).
     """
-    from kbqa.retrieval.signals import answer_type, has_type
+    from kbqa.retrieval.signals import answer_type, has_clock, has_type, wants_clock
 
-    kind = answer_type(question)
+    kind, clock = answer_type(question), wants_clock(question)
     q_tokens = set(tokenize(question)) | set(extra_tokens)
     weight = {t: (idf(t) if idf else 1.0) for t in q_tokens}
     total = sum(weight.values()) or 1.0
@@ -119,6 +119,8 @@ def extract(
             # The sentence that holds what was asked for (a number for 几天) beats one that
             # only repeats the question's words; so does one quoting a phrase of it (超过3次).
             fits = 0.25 if kind and has_type(kind, sent) else 0.0
+            if clock and has_clock(sent):
+                fits += 0.25  # 几点 wants 9:00, not the 入职当天 that 什么时候 might want
             phrase = _common_run(rest_q or plain_q, _plain(sent))
             score = lexical + context + 0.3 * chars + fits + 0.1 / n
             score += min(0.4, 0.1 * max(0, phrase - 2)) - 0.3 * _opposite(question, sent)

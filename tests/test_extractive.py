@@ -130,3 +130,15 @@ def test_a_grade_picks_its_own_row_not_the_list_of_grades():
     hit = Hit(1, 1, "bonus.docx", table, 0.9)
     assert extract("绩效是C的话年终奖发多少？", [hit]).startswith("等级：C；年终奖系数：0.5个月")
     assert "无年终奖" in extract("考核是D的话年终奖几个月？", [hit])
+
+
+def test_a_what_time_question_is_answered_with_a_time_of_day():
+    # both passages name 新员工 and 入职, and 当天 would answer 什么时候; 几点 wants 9:00
+    onboarding = (
+        "1. 新员工须在报到当天携带身份证原件、学历证书原件、离职证明和一张一寸照片到人力资源部"
+        "办理入职。\n2. 报到时间为上午 9:00，地点为总部 3 楼人力资源部。\n3. 入职当天领取工牌和"
+        "笔记本电脑。"
+    )
+    accounts = "新员工的邮箱和“鲸办”账号由 IT 部在入职当天开通，初始密码通过短信发送到员工手机。"
+    answer = extract("新员工入职要几点到？", [hit(onboarding), hit(accounts, 2)])
+    assert answer.startswith("报到时间为上午 9:00，地点为总部 3 楼人力资源部。[1]")

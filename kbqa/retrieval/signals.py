@@ -56,6 +56,26 @@ def answer_type(question: str) -> str | None:
     return None
 
 
+# 几点 / what time asks for a clock time: narrower than "time", where 当天 or 之前 may answer a
+# 什么时候 question.
+_CLOCK_ASKED = re.compile(r"几点|几时|what time", re.I)
+_CLOCK = re.compile(r"\d{1,2}\s*[:：]\s*\d{2}|\d{1,2}\s*[点時时]|[上下]午\s*\d|[早晚]上\s*\d")
+
+
+def wants_clock(question: str) -> bool:
+    """Whether the question asks for a time of day."""
+    return bool(_CLOCK_ASKED.search(question))
+
+
+def has_clock(text: str) -> bool:
+    """Whether ``text`` states a time of day.
+
+    >>> has_clock("报到时间为上午 9:00"), has_clock("入职当天开通")
+    (True, False)
+    """
+    return bool(_CLOCK.search(text))
+
+
 def has_type(kind: str | None, text: str) -> bool:
     """Whether ``text`` holds something of the kind asked for (any text, for no kind).
 
