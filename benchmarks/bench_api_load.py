@@ -49,8 +49,8 @@ def paragraph(rng: random.Random, i: int) -> str:
 
 
 def make_embedder(kind: str):
-    """The test HashEmbedder (pure Python, instant), or the default e5 with its int8/ONNX query
-    path prepared (as a server prepares it in the background)."""
+    """The test HashEmbedder (pure Python, instant), or the default e5 with its ONNX query model
+    prepared (int8 on VNNI, else fp32), as a server prepares it in the background."""
     if kind == "hash":
         from tests.fakes import HashEmbedder
 
@@ -268,7 +268,7 @@ def main() -> None:
     p.add_argument(
         "--embedder", choices=("hash", "e5"), default="hash",
         help="hash: the test HashEmbedder (the service's own cost); e5: the default model, as "
-        "served (its int8 query path releases the interpreter lock while it embeds)",
+        "served (its ONNX query model releases the interpreter lock while it embeds)",
     )  # fmt: skip
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--seconds", type=float, default=60.0)
